@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make run    set up everything and run the whole service (embedded defaults)
+#   make test   set up everything and run the whole test suite
+# Both are idempotent: repeat runs reuse the venv, pip's cache and models/.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+FLASK  := $(BIN)/flask --app app
+# llama-cpp-python builds from source; the multimodal part is not used.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+
+.PHONY: run test setup lint bench
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ needed"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(FLASK) model pull qwen2.5-1.5b
+	$(FLASK) serve
+
+test: setup
+	bash tests/ensure_services.sh
+	$(FLASK) model pull qwen2.5-0.5b
+	$(BIN)/ruff check app tests bench
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check app tests bench

@@ -1,0 +1,1 @@
+"""Messaging channels: verify, decrypt, dedupe and acknowledge; then hand work to tasks."""

@@ -1,0 +1,96 @@
+"""The one WeChat access token all processes share.
+
+Fetching a token invalidates the previous one after five minutes, so web processes and
+workers refreshing on their own would clobber each other. Here the token lives in the
+database; a refresh happens under a cross-process lock and only if the token the
+caller saw fail is still the current one, so a storm of 40001 costs one refresh.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+
+from app.extensions import db
+from app.store import AccessToken
+
+log = logging.getLogger(__name__)
+
+#: Refresh this long before WeChat's expiry so no request carries a dying token.
+EXPIRY_MARGIN = timedelta(seconds=300)
+
+Fetcher = Callable[[bool], tuple[str, int]]  # force_refresh -> (token, expires_in)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class TokenHolder:
+    def __init__(self, app_id: str, fetch: Fetcher, lock_dir: Path) -> None:
+        self.app_id = app_id
+        self._fetch = fetch
+        self._lock_dir = lock_dir
+
+    def get(self) -> str:
+        row = db.session.get(AccessToken, self.app_id)
+        if row is not None and self._fresh(row):
+            return row.token
+        db.session.rollback()
+        return self._refresh(stale=row.token if row else None)
+
+    def invalidate(self, token: str) -> str:
+        """WeChat rejected `token`: returns a working one, refreshing at most once."""
+        return self._refresh(stale=token)
+
+    def _fresh(self, row: AccessToken) -> bool:
+        return bool(row.token) and _aware(row.expires_at) - EXPIRY_MARGIN > datetime.now(UTC)
+
+    def _refresh(self, stale: str | None) -> str:
+        with self._lock():
+            db.session.expire_all()
+            row = db.session.get(AccessToken, self.app_id)
+            if row is not None and row.token != stale and self._fresh(row):
+                return row.token  # another process refreshed while we waited
+            # stable_token returns the same token until shortly before expiry; force only
+            # when WeChat itself rejected the one it keeps handing out.
+            token, expires_in = self._fetch(False)
+            if stale is not None and token == stale and row is not None and self._fresh(row):
+                token, expires_in = self._fetch(True)
+            now = datetime.now(UTC)
+            if row is None:
+                row = AccessToken(app_id=self.app_id)
+                db.session.add(row)
+            row.token = token
+            row.expires_at = now + timedelta(seconds=expires_in)
+            row.refreshed_at = now
+            db.session.commit()
+            log.info("refreshed WeChat access token for %s", self.app_id)
+            return token
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        if db.engine.url.get_backend_name() == "postgresql":
+            key = zlib.crc32(f"wechat-token:{self.app_id}".encode())
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+        else:  # SQLite: one machine, so a file lock spans all its processes
+            self._lock_dir.mkdir(parents=True, exist_ok=True)
+            with open(self._lock_dir / f"token-{self.app_id}.lock", "w") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,91 @@
+"""Flask extensions, each attached with init_app so the factory stays declarative."""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from sqlalchemy.orm import DeclarativeBase
+
+from app.settings import PROJECT_ROOT, Settings
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(directory=str(PROJECT_ROOT / "migrations"))
+
+
+def init_app(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db)
+    with app.app_context():
+        if db.engine.url.get_backend_name() == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    init_celery(app)
+    from app import metrics
+
+    metrics.init_app(app)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the web process read while a worker writes.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def init_celery(app: Flask) -> Celery:
+    """Celery whose tasks always run inside the Flask app context."""
+    settings: Settings = app.extensions["settings"]
+
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(celery_config(settings))
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery
+
+
+def celery_config(settings: Settings) -> dict:
+    conf: dict = {
+        "broker_url": settings.celery_broker_url,
+        "task_ignore_result": True,
+        "result_backend": None,
+        # A message is acknowledged only after its task finished: a worker that dies
+        # mid-answer leaves it on the queue for another worker (the task is idempotent).
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": "default",
+        "task_routes": {
+            "app.tasks.answer_message": {"queue": "llm"},
+            "app.tasks.sweep_unanswered": {"queue": "default"},
+        },
+        "beat_schedule": {
+            "sweep-unanswered": {"task": "app.tasks.sweep_unanswered", "schedule": 30.0},
+        },
+        "imports": ["app.tasks"],
+        "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
+    }
+    if settings.embedded_broker:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # kombu's SQLAlchemy transport hands every transport option to create_engine, so
+        # the poll interval (default 1 s, a second of latency per answer) is set on the class.
+        from kombu.transport import sqlalchemy as kombu_sqla
+
+        kombu_sqla.Transport.polling_interval = 0.25
+        conf["broker_transport_options"] = {"connect_args": {"timeout": 30}}
+    else:
+        conf["broker_transport_options"] = {"visibility_timeout": 3600}
+    return conf

@@ -1,0 +1,1 @@
+"""Local chat model through llama.cpp."""

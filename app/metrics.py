@@ -1,0 +1,44 @@
+"""Prometheus metrics at /metrics.
+
+With PROMETHEUS_MULTIPROC_DIR set (the `serve` command sets it), web workers and
+Celery workers write to one directory and /metrics shows the sum of all processes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+CALLBACKS = Counter(
+    "wechat_callbacks_total", "WeChat callback requests by outcome", ["outcome"]
+)
+CALLBACK_SECONDS = Histogram(
+    "wechat_callback_seconds", "Time to acknowledge a WeChat callback",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ANSWERS = Counter("answers_total", "Customer messages answered, by outcome", ["outcome"])
+ANSWER_SECONDS = Histogram(
+    "answer_generation_seconds", "Retrieval plus generation time per answer",
+    buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120),
+)
+
+
+def init_app(app: Flask) -> None:
+    @app.get("/metrics")
+    def metrics() -> Response:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            data = generate_latest(registry)
+        else:
+            data = generate_latest()
+        return Response(data, mimetype=CONTENT_TYPE_LATEST)

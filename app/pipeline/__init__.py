@@ -1,0 +1,1 @@
+"""The answer flow shared by every entry point: retrieve, ground, generate, clean up."""

@@ -1,0 +1,1 @@
+"""Use cases that join the store, the core adapters and the queue."""

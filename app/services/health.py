@@ -1,0 +1,66 @@
+"""Dependency checks, each bounded in time, reported by name."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import text
+
+from app.extensions import db
+from app.settings import Settings
+
+
+def _timed(fn) -> dict[str, Any]:  # noqa: ANN001
+    t0 = time.perf_counter()
+    try:
+        detail = fn()
+        ok = True
+    except Exception as exc:  # a health check reports failures, it never raises
+        ok, detail = False, f"{type(exc).__name__}: {exc}"[:300]
+    return {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - t0) * 1000, 1)}
+
+
+def check_database() -> str:
+    db.session.execute(text("SELECT 1"))
+    db.session.rollback()
+    return db.engine.url.get_backend_name()
+
+
+def check_broker(settings: Settings) -> str:
+    from flask import current_app
+
+    celery = current_app.extensions["celery"]
+    with celery.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+        return conn.transport_cls if isinstance(conn.transport_cls, str) else "connected"
+
+
+def check_milvus(settings: Settings) -> str:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=settings.milvus_uri, token=settings.milvus_token, timeout=2)
+    try:
+        if not client.has_collection(settings.milvus_collection):
+            raise RuntimeError(f"collection {settings.milvus_collection!r} missing (run `flask kb ingest`)")
+        stats = client.get_collection_stats(settings.milvus_collection)
+        return f"{stats.get('row_count', '?')} chunks"
+    finally:
+        client.close()
+
+
+def check_model(settings: Settings) -> str:
+    from app.llm.engine import check_model_file
+
+    assert settings.llm_model_path is not None
+    check_model_file(settings.llm_model_path)
+    return settings.llm_model_path.name
+
+
+def check_all(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {
+        "database": _timed(check_database),
+        "broker": _timed(lambda: check_broker(settings)),
+        "milvus": _timed(lambda: check_milvus(settings)),
+        "model": _timed(lambda: check_model(settings)),
+    }

@@ -1,0 +1,91 @@
+"""The running service on its production path: gunicorn, a Celery worker on Redis,
+PostgreSQL, a milvus-lite server, the real model; WeChat played by the simulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app.simulator.api import create_simulator_app
+from app.simulator.server import serve_in_thread
+from app.simulator.state import WeChatAPISimulator
+from tests.support import (
+    BIN,
+    TEST_MODEL,
+    WECHAT,
+    Processes,
+    base_env,
+    free_port,
+    healthy,
+    run_flask,
+    wait_until,
+)
+
+
+@dataclass
+class Service:
+    url: str
+    env: dict[str, str]
+    sim: WeChatAPISimulator
+    db: sa.Engine
+    processes: Processes
+
+    def scalar(self, sql: str, **params: object) -> object:
+        with self.db.connect() as conn:
+            return conn.execute(sa.text(sql), params).scalar()
+
+
+@pytest.fixture(scope="session")
+def wechat_sim() -> Iterator[tuple[WeChatAPISimulator, str]]:
+    sim = WeChatAPISimulator(WECHAT["app_id"], WECHAT["secret"])
+    handle = serve_in_thread(create_simulator_app(sim))
+    yield sim, handle.url
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def service(
+    tmp_path_factory: pytest.TempPathFactory,
+    processes: Processes,
+    pg_url: str,
+    redis_url: str,
+    milvus_uri: str,
+    wechat_sim: tuple[WeChatAPISimulator, str],
+) -> Iterator[Service]:
+    assert TEST_MODEL.is_file(), "run `flask model pull qwen2.5-0.5b` (make test does)"
+    sim, sim_url = wechat_sim
+    data_dir: Path = tmp_path_factory.mktemp("data")
+    env = base_env(
+        data_dir,
+        DATABASE_URL=pg_url,
+        CELERY_BROKER_URL=redis_url,
+        MILVUS_URI=milvus_uri,
+        MILVUS_COLLECTION="kb_e2e",
+        WECHAT_TOKEN=WECHAT["token"],
+        WECHAT_APP_ID=WECHAT["app_id"],
+        WECHAT_APP_SECRET=WECHAT["secret"],
+        WECHAT_API_BASE_URL=sim_url,
+        STALE_MESSAGE_AFTER_S="30",
+    )
+    for step in (["db", "upgrade"], ["kb", "ingest"]):
+        done = run_flask(step, env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    port = free_port()
+    processes.start("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                            "--worker-class", "gthread", "--threads", "4", "app.wsgi:app"], env)
+    processes.start("worker", [str(BIN / "celery"), "-A", "app.worker", "worker", "-Q",
+                               "llm,default", "-c", "1", "--loglevel", "INFO"], env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: healthy(url), 120, "healthz 200")
+    except TimeoutError:
+        pytest.fail("service did not become healthy:\n" + processes.log("web")[-3000:])
+    engine = sa.create_engine(pg_url)
+    yield Service(url, env, sim, engine, processes)
+    engine.dispose()
+    processes.stop("web")
+    processes.stop("worker")

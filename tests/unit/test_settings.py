@@ -1,0 +1,26 @@
+"""A bad configuration value stops start-up with a message naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import base_env, run_flask
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "hint"),
+    [
+        ("WECHAT_AES_KEY", "tooshort", "43"),
+        ("WECHAT_API_BASE_URL", "api.weixin.qq.com", "http"),
+        ("LLM_N_GPU_LAYERS", "lots", "integer"),
+        ("DATABASE_URL", "mysql://x", "postgresql"),
+        ("MILVUS_URI", "nowhere", "Milvus"),
+        ("WECHAT_TOKEN", "has spaces!", "letters or digits"),
+    ],
+)
+def test_bad_value_names_the_variable(tmp_path, name: str, value: str, hint: str) -> None:
+    done = run_flask(["db", "current"], base_env(tmp_path, **{name: value}), timeout=60)
+    assert done.returncode != 0
+    assert name in done.stderr
+    assert hint in done.stderr
+    assert "Traceback" not in done.stderr
