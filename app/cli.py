@@ -90,12 +90,14 @@ def model_pull(name: str) -> None:
 @click.option("--port", default=8000, show_default=True)
 @click.option("--web-workers", default=2, show_default=True)
 @click.option("--llm-workers", default=1, show_default=True)
-def serve(host: str, port: int, web_workers: int, llm_workers: int) -> None:
+@click.option("--simulator-port", default=9100, show_default=True,
+              help="where demo mode runs the WeChat simulator")
+def serve(host: str, port: int, web_workers: int, llm_workers: int, simulator_port: int) -> None:
     """Run everything in the foreground: Milvus (embedded), web, workers, scheduler. Ctrl-C stops all."""
     from app.supervisor import run_all
 
-    sys.exit(run_all(_settings(), host=host, port=port,
-                     web_workers=web_workers, llm_workers=llm_workers))
+    sys.exit(run_all(_settings(), host=host, port=port, web_workers=web_workers,
+                     llm_workers=llm_workers, simulator_port=simulator_port))
 
 
 def register_commands(app: Flask) -> None:

@@ -104,11 +104,12 @@ class Settings(BaseSettings):
     @field_validator("milvus_uri")
     @classmethod
     def _milvus_uri(cls, v: str) -> str:
-        if v.endswith(".db"):
-            return v
+        # Always a server URI: milvus-lite admits one process per data directory, so even the
+        # embedded default runs as a server all processes share. (pymilvus also reads
+        # MILVUS_URI from the environment at import and rejects file paths there.)
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https", "tcp", "grpc") or not parts.netloc:
-            raise ValueError("must be http://host:port of a Milvus server or a path ending in .db")
+            raise ValueError("must be http(s)://host:port of a Milvus or milvus-lite server")
         return v
 
     @field_validator("database_url")

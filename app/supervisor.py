@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 from honcho.manager import Manager
 
 from app.settings import Settings
-from app.simulator import DEMO_SIMULATOR_PORT as SIMULATOR_PORT
 from app.simulator import DEMO_WECHAT
 
 BIN = Path(sys.executable).parent
@@ -61,7 +60,10 @@ def _flask(*args: str, env: dict[str, str]) -> None:
     subprocess.run([str(BIN / "flask"), "--app", "app", *args], check=True, env=env)
 
 
-def run_all(settings: Settings, *, host: str, port: int, web_workers: int, llm_workers: int) -> int:
+def run_all(
+    settings: Settings, *, host: str, port: int, web_workers: int, llm_workers: int,
+    simulator_port: int,
+) -> int:
     env = dict(os.environ)
     helpers: list[subprocess.Popen] = []
     prom = settings.data_dir / "prometheus"
@@ -72,13 +74,13 @@ def run_all(settings: Settings, *, host: str, port: int, web_workers: int, llm_w
     try:
         if not settings.wechat_configured:
             env.update(DEMO_WECHAT)
-            env["WECHAT_API_BASE_URL"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
+            env["WECHAT_API_BASE_URL"] = f"http://127.0.0.1:{simulator_port}"
             print("[serve] no WeChat account configured: demo mode with the WeChat simulator "
-                  f"on 127.0.0.1:{SIMULATOR_PORT}")
+                  f"on 127.0.0.1:{simulator_port}")
             sim = subprocess.Popen([str(BIN / "flask"), "--app", "app", "wechat", "simulator",
-                                    "--port", str(SIMULATOR_PORT)], env=env)
+                                    "--port", str(simulator_port)], env=env)
             helpers.append(sim)
-            _wait_port("127.0.0.1", SIMULATOR_PORT, sim, "WeChat simulator")
+            _wait_port("127.0.0.1", simulator_port, sim, "WeChat simulator")
         milvus = _embedded_milvus(settings)
         if milvus:
             helpers.append(milvus)
@@ -107,7 +109,10 @@ def run_all(settings: Settings, *, host: str, port: int, web_workers: int, llm_w
         )
         print(f"[serve] WeChat callback: http://{host}:{port}/wechat   health: http://{host}:{port}/healthz")
         if not settings.wechat_configured:
-            print('[serve] try it:  .venv/bin/flask --app app wechat simulate "我的订单还没发货"')
+            extra = "" if port == 8000 else f" --url http://{host}:{port}/wechat"
+            if simulator_port != 9100:
+                extra += f" --simulator-url http://127.0.0.1:{simulator_port}"
+            print(f'[serve] try it:  .venv/bin/flask --app app wechat simulate{extra} "我的订单还没发货"')
         manager.loop()
         return manager.returncode or 0
     except subprocess.CalledProcessError as exc:

@@ -20,11 +20,21 @@ INSTRUCTIONS = """你是一家网店的微信客服助手。请严格遵守：
 class Passage(Protocol):
     text: str
     source: str
+    metadata: dict
+
+
+def format_passage(p: Passage) -> str:
+    """FAQ entries as labelled question/answer pairs: small models copy the answer, not the
+    question, when the two are told apart."""
+    meta = getattr(p, "metadata", None) or {}
+    if meta.get("question") and meta.get("answer"):
+        return f"问：{meta['question'].strip()}\n答：{meta['answer'].strip()}"
+    return p.text.strip()
 
 
 def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
     if passages:
-        context = "\n".join(f"[{i}] {p.text.strip()}" for i, p in enumerate(passages, 1))
+        context = "\n\n".join(f"[{i}] {format_passage(p)}" for i, p in enumerate(passages, 1))
     else:
         context = "（没有找到相关资料）"
     content = f"{INSTRUCTIONS}\n【资料】\n{context}\n\n【顾客的问题】\n{question.strip()}\n\n【回答】"

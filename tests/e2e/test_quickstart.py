@@ -1,0 +1,46 @@
+"""The README's quick start: `flask serve` on embedded defaults (SQLite, a broker with no
+server, a milvus-lite server it starts itself, demo WeChat) answers a customer, and
+Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+import pytest
+
+from tests.support import BIN, Processes, base_env, free_port, healthy, run_flask, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _closed(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_serve_answers_in_demo_mode_and_ctrl_c_stops_all(tmp_path, processes: Processes) -> None:
+    port, sim_port, milvus_port = free_port(), free_port(), free_port()
+    env = base_env(tmp_path, MILVUS_URI=f"http://127.0.0.1:{milvus_port}")
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "PUBLIC_BASE_URL"):
+        env.pop(name, None)
+    serve = processes.start("serve", [
+        str(BIN / "flask"), "--app", "app", "serve", "--port", str(port),
+        "--simulator-port", str(sim_port), "--web-workers", "1",
+    ], env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: healthy(url), 300, "the quick-start service to become healthy")
+    except TimeoutError:
+        pytest.fail(processes.log("serve")[-4000:])
+    assert (tmp_path / "app.db").is_file() and (tmp_path / "broker.sqlite").is_file()
+
+    done = run_flask(["wechat", "simulate", "--url", f"{url}/wechat", "--simulator-url",
+                      f"http://127.0.0.1:{sim_port}", "满多少包邮？"], env, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr + processes.log("serve")[-3000:]
+    assert "99" in done.stdout  # FAQ: 实付满99元包邮
+
+    serve.send_signal(signal.SIGINT)  # Ctrl-C in the terminal
+    serve.wait(timeout=60)
+    for p in (port, sim_port, milvus_port):
+        wait_until(lambda p=p: _closed(p), 30, f"port {p} to close")
