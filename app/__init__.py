@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask
 
@@ -16,6 +17,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # prometheus_client reads this when the metrics module is imported: web and worker
+    # processes of one deployment then add up in /metrics. (`flask serve` clears it.)
+    prom_dir = settings.data_dir / "prometheus"
+    prom_dir.mkdir(exist_ok=True)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(prom_dir))
 
     app = Flask(__name__)
     app.config.update(

@@ -36,8 +36,10 @@ def kb_ingest(directory: Path | None, prune: bool, if_empty: bool) -> None:
     report = knowledge.ingest(store, directory or settings.knowledge_dir, prune=prune)
     failed = 0
     for item in report.documents:
-        click.echo(f"{item.status:>9}  {item.chunks:>4} chunks  {item.source}"
-                   + (f"  ({item.message})" if item.message else ""))
+        click.echo(
+            f"{item.status:>9}  {item.chunks:>4} chunks  {item.source}"
+            + (f"  ({item.message})" if item.message else "")
+        )
         failed += item.status == "failed"
     click.echo(f"{store.count()} chunks in collection {settings.milvus_collection!r}")
     if failed:
@@ -63,8 +65,10 @@ def model_list() -> None:
     for m in OFFLINE_MODELS.values():
         click.echo(f"{m.name:<18} offline (PyPI parts)  {m.size / 1e9:.2f} GB  {m.filename}")
     for h in HUB_MODELS.values():
-        click.echo(f"{h.name:<18} model hub            ~{h.approx_gb} GB  {h.repo}/{h.filename}"
-                   f"  (GPU: >= {h.min_vram_gb} GB VRAM for full offload)")
+        click.echo(
+            f"{h.name:<18} model hub            ~{h.approx_gb} GB  {h.repo}/{h.filename}"
+            f"  (GPU: >= {h.min_vram_gb} GB VRAM for full offload)"
+        )
 
 
 @model.command("pull")
@@ -90,14 +94,26 @@ def model_pull(name: str) -> None:
 @click.option("--port", default=8000, show_default=True)
 @click.option("--web-workers", default=2, show_default=True)
 @click.option("--llm-workers", default=1, show_default=True)
-@click.option("--simulator-port", default=9100, show_default=True,
-              help="where demo mode runs the WeChat simulator")
+@click.option(
+    "--simulator-port",
+    default=9100,
+    show_default=True,
+    help="where demo mode runs the WeChat simulator",
+)
 def serve(host: str, port: int, web_workers: int, llm_workers: int, simulator_port: int) -> None:
-    """Run everything in the foreground: Milvus (embedded), web, workers, scheduler. Ctrl-C stops all."""
+    """Run everything in the foreground: Milvus, web, workers, scheduler. Ctrl-C stops all."""
     from app.supervisor import run_all
 
-    sys.exit(run_all(_settings(), host=host, port=port, web_workers=web_workers,
-                     llm_workers=llm_workers, simulator_port=simulator_port))
+    sys.exit(
+        run_all(
+            _settings(),
+            host=host,
+            port=port,
+            web_workers=web_workers,
+            llm_workers=llm_workers,
+            simulator_port=simulator_port,
+        )
+    )
 
 
 def register_commands(app: Flask) -> None:

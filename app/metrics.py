@@ -18,16 +18,16 @@ from prometheus_client import (
     multiprocess,
 )
 
-CALLBACKS = Counter(
-    "wechat_callbacks_total", "WeChat callback requests by outcome", ["outcome"]
-)
+CALLBACKS = Counter("wechat_callbacks_total", "WeChat callback requests by outcome", ["outcome"])
 CALLBACK_SECONDS = Histogram(
-    "wechat_callback_seconds", "Time to acknowledge a WeChat callback",
+    "wechat_callback_seconds",
+    "Time to acknowledge a WeChat callback",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 ANSWERS = Counter("answers_total", "Customer messages answered, by outcome", ["outcome"])
 ANSWER_SECONDS = Histogram(
-    "answer_generation_seconds", "Retrieval plus generation time per answer",
+    "answer_generation_seconds",
+    "Retrieval plus generation time per answer",
     buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120),
 )
 

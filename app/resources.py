@@ -39,7 +39,7 @@ def knowledge_store(settings: Settings) -> KnowledgeStore:
         store = KnowledgeStore(
             settings.milvus_uri,
             settings.milvus_collection,
-            load_embedder(settings.embedding_model),
+            load_embedder(settings.embedding_model, cache_dir=settings.models_dir),
             token=settings.milvus_token,
         )
         return store

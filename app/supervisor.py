@@ -31,7 +31,9 @@ def _port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _wait_port(host: str, port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+def _wait_port(
+    host: str, port: int, proc: subprocess.Popen, what: str, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while not _port_open(host, port):
         if proc.poll() is not None:
@@ -50,8 +52,18 @@ def _embedded_milvus(settings: Settings) -> subprocess.Popen | None:
     data = settings.data_dir / "milvus"
     data.mkdir(parents=True, exist_ok=True)
     print(f"[serve] starting milvus-lite server on {parts.hostname}:{parts.port} (data in {data})")
-    proc = subprocess.Popen([str(BIN / "milvus-lite"), "server", "--data-dir", str(data),
-                             "--host", parts.hostname, "--port", str(parts.port)])
+    proc = subprocess.Popen(
+        [
+            str(BIN / "milvus-lite"),
+            "server",
+            "--data-dir",
+            str(data),
+            "--host",
+            parts.hostname,
+            "--port",
+            str(parts.port),
+        ]
+    )
     _wait_port(parts.hostname, parts.port, proc, "milvus-lite server")
     return proc
 
@@ -61,7 +73,12 @@ def _flask(*args: str, env: dict[str, str]) -> None:
 
 
 def run_all(
-    settings: Settings, *, host: str, port: int, web_workers: int, llm_workers: int,
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    web_workers: int,
+    llm_workers: int,
     simulator_port: int,
 ) -> int:
     env = dict(os.environ)
@@ -75,10 +92,22 @@ def run_all(
         if not settings.wechat_configured:
             env.update(DEMO_WECHAT)
             env["WECHAT_API_BASE_URL"] = f"http://127.0.0.1:{simulator_port}"
-            print("[serve] no WeChat account configured: demo mode with the WeChat simulator "
-                  f"on 127.0.0.1:{simulator_port}")
-            sim = subprocess.Popen([str(BIN / "flask"), "--app", "app", "wechat", "simulator",
-                                    "--port", str(simulator_port)], env=env)
+            print(
+                "[serve] no WeChat account configured: demo mode with the WeChat simulator "
+                f"on 127.0.0.1:{simulator_port}"
+            )
+            sim = subprocess.Popen(
+                [
+                    str(BIN / "flask"),
+                    "--app",
+                    "app",
+                    "wechat",
+                    "simulator",
+                    "--port",
+                    str(simulator_port),
+                ],
+                env=env,
+            )
             helpers.append(sim)
             _wait_port("127.0.0.1", simulator_port, sim, "WeChat simulator")
         milvus = _embedded_milvus(settings)
@@ -102,17 +131,23 @@ def run_all(
             f"{celery} worker -Q llm -c {llm_workers} -n llm@%h --loglevel INFO",
             env=env,
         )
-        manager.add_process("worker", f"{celery} worker -Q default -c 2 -n default@%h --loglevel INFO", env=env)
         manager.add_process(
-            "beat", f"{celery} beat --loglevel INFO",
+            "worker", f"{celery} worker -Q default -c 2 -n default@%h --loglevel INFO", env=env
+        )
+        manager.add_process(
+            "beat",
+            f"{celery} beat --loglevel INFO",
             env=env,
         )
-        print(f"[serve] WeChat callback: http://{host}:{port}/wechat   health: http://{host}:{port}/healthz")
+        print(
+            f"[serve] WeChat callback: http://{host}:{port}/wechat   health: http://{host}:{port}/healthz"
+        )
         if not settings.wechat_configured:
             extra = "" if port == 8000 else f" --url http://{host}:{port}/wechat"
             if simulator_port != 9100:
                 extra += f" --simulator-url http://127.0.0.1:{simulator_port}"
-            print(f'[serve] try it:  .venv/bin/flask --app app wechat simulate{extra} "我的订单还没发货"')
+            command = f".venv/bin/flask --app app wechat simulate{extra}"
+            print(f"[serve] try it:  {command} '我的订单还没发货'")
         manager.loop()
         return manager.returncode or 0
     except subprocess.CalledProcessError as exc:

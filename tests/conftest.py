@@ -45,8 +45,20 @@ def milvus_uri(processes: Processes, tmp_path_factory: pytest.TempPathFactory) -
     """One milvus-lite server that every process reaches by URI, as in production."""
     port = free_port()
     data = tmp_path_factory.mktemp("milvus")
-    processes.start("milvus", [str(BIN / "milvus-lite"), "server", "--data-dir", str(data),
-                               "--host", "127.0.0.1", "--port", str(port)], env=dict(os.environ))
+    processes.start(
+        "milvus",
+        [
+            str(BIN / "milvus-lite"),
+            "server",
+            "--data-dir",
+            str(data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=dict(os.environ),
+    )
     import socket
 
     def listening() -> bool:

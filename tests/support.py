@@ -53,8 +53,9 @@ class Processes:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.procs[name] = proc
         return proc
 
@@ -78,9 +79,17 @@ class Processes:
             self.stop(name)
 
 
-def run_flask(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "flask"), "--app", "app", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+def run_flask(
+    args: list[str], env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "flask"), "--app", "app", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def base_env(data_dir: Path, **extra: str) -> dict[str, str]:

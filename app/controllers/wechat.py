@@ -7,13 +7,15 @@ customer-service API.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from sqlalchemy.exc import SQLAlchemyError
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.replies import TextReply
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.channels.wechat.security import (
     CallbackRejected,
@@ -27,6 +29,7 @@ from app.services import inbound
 from app.settings import Settings
 
 bp = Blueprint("wechat", __name__)
+log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
 WELCOME = "您好，欢迎关注！我是智能客服，可以回答发货、退换货、发票等问题，直接发文字给我就好。"
@@ -49,6 +52,14 @@ def _too_large(_exc: RequestEntityTooLarge) -> tuple[Response, int]:
     return jsonify(error="body too large"), 413
 
 
+@bp.errorhandler(SQLAlchemyError)
+def _store_down(exc: SQLAlchemyError) -> tuple[Response, int]:
+    # Not acknowledged, so WeChat retries; the customer's message is not silently dropped.
+    log.error("could not store a WeChat message: %s", exc)
+    CALLBACKS.labels(outcome="store_unavailable").inc()
+    return jsonify(error="message store unavailable, retry later"), 503
+
+
 @bp.before_request
 def _guard() -> tuple[Response, int] | None:
     settings = _settings()
@@ -58,7 +69,9 @@ def _guard() -> tuple[Response, int] | None:
     args = request.args
     check_timestamp(args.get("timestamp", ""), settings.wechat_timestamp_window_s)
     check_signature(
-        settings.wechat_token, args.get("signature", ""), args.get("timestamp", ""),
+        settings.wechat_token,
+        args.get("signature", ""),
+        args.get("timestamp", ""),
         args.get("nonce", ""),
     )
     return None
@@ -120,8 +133,11 @@ def _read_message(settings: Settings) -> tuple[dict[str, str], str]:
     encrypt = envelope.get("Encrypt", "")
     args = request.args
     check_signature(
-        settings.wechat_token, args.get("msg_signature", ""), args.get("timestamp", ""),
-        args.get("nonce", ""), encrypt,
+        settings.wechat_token,
+        args.get("msg_signature", ""),
+        args.get("timestamp", ""),
+        args.get("nonce", ""),
+        encrypt,
     )
     plain = decrypt(settings.wechat_aes_key, settings.wechat_app_id, encrypt)
     return parse_xml(plain.encode("utf-8")), plain
@@ -129,6 +145,8 @@ def _read_message(settings: Settings) -> tuple[dict[str, str], str]:
 
 def _passive_reply(settings: Settings, xml: str) -> Response:
     if request.args.get("encrypt_type", "raw").lower() == "aes":
-        crypto = WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
+        crypto = WeChatCrypto(
+            settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id
+        )
         xml = crypto.encrypt_message(xml, request.args.get("nonce", ""))
     return Response(xml, mimetype="application/xml")

@@ -69,12 +69,27 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 HUB_MODELS: dict[str, HubModel] = {
     m.name: m
     for m in (
-        HubModel("deepseek-r1-1.5b", "unsloth/DeepSeek-R1-Distill-Qwen-1.5B-GGUF",
-                 "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf", 1.1, 2),
-        HubModel("deepseek-r1-7b", "unsloth/DeepSeek-R1-Distill-Qwen-7B-GGUF",
-                 "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf", 4.7, 6),
-        HubModel("deepseek-r1-14b", "unsloth/DeepSeek-R1-Distill-Qwen-14B-GGUF",
-                 "DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf", 9.0, 11),
+        HubModel(
+            "deepseek-r1-1.5b",
+            "unsloth/DeepSeek-R1-Distill-Qwen-1.5B-GGUF",
+            "DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf",
+            1.1,
+            2,
+        ),
+        HubModel(
+            "deepseek-r1-7b",
+            "unsloth/DeepSeek-R1-Distill-Qwen-7B-GGUF",
+            "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf",
+            4.7,
+            6,
+        ),
+        HubModel(
+            "deepseek-r1-14b",
+            "unsloth/DeepSeek-R1-Distill-Qwen-14B-GGUF",
+            "DeepSeek-R1-Distill-Qwen-14B-Q4_K_M.gguf",
+            9.0,
+            11,
+        ),
     )
 }
 

@@ -19,7 +19,7 @@ def strip_think(text: str) -> str:
     text = _THINK_BLOCK.sub("", text)
     lowered = text.lower()
     if "</think>" in lowered:
-        text = text[lowered.rindex("</think>") + len("</think>"):]
+        text = text[lowered.rindex("</think>") + len("</think>") :]
         lowered = text.lower()
     if "<think>" in lowered:
         text = text[: lowered.index("<think>")]

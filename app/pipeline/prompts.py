@@ -37,5 +37,7 @@ def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str,
         context = "\n\n".join(f"[{i}] {format_passage(p)}" for i, p in enumerate(passages, 1))
     else:
         context = "（没有找到相关资料）"
-    content = f"{INSTRUCTIONS}\n【资料】\n{context}\n\n【顾客的问题】\n{question.strip()}\n\n【回答】"
+    content = (
+        f"{INSTRUCTIONS}\n【资料】\n{context}\n\n【顾客的问题】\n{question.strip()}\n\n【回答】"
+    )
     return [{"role": "user", "content": content}]

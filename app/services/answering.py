@@ -16,7 +16,7 @@ from sqlalchemy import or_, select, update
 from app.channels.wechat.api import OfficialAccountAPI, WeChatAPIError
 from app.channels.wechat.split import split_message
 from app.extensions import db
-from app.metrics import ANSWERS, ANSWER_SECONDS
+from app.metrics import ANSWER_SECONDS, ANSWERS
 from app.pipeline.answer import AnswerPipeline
 from app.settings import Settings
 from app.store import InboundMessage, OutboundReply
@@ -57,9 +57,9 @@ def answer_message(
                 answer = pipeline.answer(msg.content)
             sources = json.dumps(answer.sources, ensure_ascii=False)
             for seq, piece in enumerate(split_message(answer.text)):
-                db.session.add(OutboundReply(
-                    inbound_id=msg.id, seq=seq, content=piece, sources=sources
-                ))
+                db.session.add(
+                    OutboundReply(inbound_id=msg.id, seq=seq, content=piece, sources=sources)
+                )
             db.session.commit()
             replies = list(msg.replies)
         for reply in replies:

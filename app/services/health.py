@@ -42,7 +42,9 @@ def check_milvus(settings: Settings) -> str:
     client = MilvusClient(uri=settings.milvus_uri, token=settings.milvus_token, timeout=2)
     try:
         if not client.has_collection(settings.milvus_collection):
-            raise RuntimeError(f"collection {settings.milvus_collection!r} missing (run `flask kb ingest`)")
+            raise RuntimeError(
+                f"collection {settings.milvus_collection!r} missing (run `flask kb ingest`)"
+            )
         stats = client.get_collection_stats(settings.milvus_collection)
         return f"{stats.get('row_count', '?')} chunks"
     finally:

@@ -18,6 +18,8 @@ def ingest(store: KnowledgeStore, directory: Path, *, prune: bool = False) -> In
     report = ingest_directory(store, directory, known_hashes=known, prune=prune)
     for item in report.documents:
         row = db.session.get(Document, item.doc_id)
+        if item.status == "skipped":  # not a knowledge file (unsupported type, README)
+            continue
         if item.status == "deleted":
             if row is not None:
                 db.session.delete(row)
@@ -30,7 +32,7 @@ def ingest(store: KnowledgeStore, directory: Path, *, prune: bool = False) -> In
             row.status, row.error = "failed", item.message
             continue
         row.sha256, row.status, row.error = item.sha256, "indexed", ""
-        if item.status == "indexed":
-            row.chunk_count = item.chunks
+        if item.status == "indexed" or not row.chunk_count:
+            row.chunk_count = item.chunks or store.count(doc_id=item.doc_id)
     db.session.commit()
     return report

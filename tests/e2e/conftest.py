@@ -75,10 +75,38 @@ def service(
         done = run_flask(step, env)
         assert done.returncode == 0, done.stdout + done.stderr
     port = free_port()
-    processes.start("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                            "--worker-class", "gthread", "--threads", "4", "app.wsgi:app"], env)
-    processes.start("worker", [str(BIN / "celery"), "-A", "app.worker", "worker", "-Q",
-                               "llm,default", "-c", "1", "--loglevel", "INFO"], env)
+    processes.start(
+        "web",
+        [
+            str(BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "app.wsgi:app",
+        ],
+        env,
+    )
+    processes.start(
+        "worker",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "app.worker",
+            "worker",
+            "-Q",
+            "llm,default",
+            "-c",
+            "1",
+            "--loglevel",
+            "INFO",
+        ],
+        env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: healthy(url), 120, "healthz 200")

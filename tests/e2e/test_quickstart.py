@@ -24,10 +24,22 @@ def test_serve_answers_in_demo_mode_and_ctrl_c_stops_all(tmp_path, processes: Pr
     env = base_env(tmp_path, MILVUS_URI=f"http://127.0.0.1:{milvus_port}")
     for name in ("DATABASE_URL", "CELERY_BROKER_URL", "PUBLIC_BASE_URL"):
         env.pop(name, None)
-    serve = processes.start("serve", [
-        str(BIN / "flask"), "--app", "app", "serve", "--port", str(port),
-        "--simulator-port", str(sim_port), "--web-workers", "1",
-    ], env)
+    serve = processes.start(
+        "serve",
+        [
+            str(BIN / "flask"),
+            "--app",
+            "app",
+            "serve",
+            "--port",
+            str(port),
+            "--simulator-port",
+            str(sim_port),
+            "--web-workers",
+            "1",
+        ],
+        env,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: healthy(url), 300, "the quick-start service to become healthy")
@@ -35,8 +47,19 @@ def test_serve_answers_in_demo_mode_and_ctrl_c_stops_all(tmp_path, processes: Pr
         pytest.fail(processes.log("serve")[-4000:])
     assert (tmp_path / "app.db").is_file() and (tmp_path / "broker.sqlite").is_file()
 
-    done = run_flask(["wechat", "simulate", "--url", f"{url}/wechat", "--simulator-url",
-                      f"http://127.0.0.1:{sim_port}", "满多少包邮？"], env, timeout=240)
+    done = run_flask(
+        [
+            "wechat",
+            "simulate",
+            "--url",
+            f"{url}/wechat",
+            "--simulator-url",
+            f"http://127.0.0.1:{sim_port}",
+            "满多少包邮？",
+        ],
+        env,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout + done.stderr + processes.log("serve")[-3000:]
     assert "99" in done.stdout  # FAQ: 实付满99元包邮
 

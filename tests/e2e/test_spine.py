@@ -51,15 +51,33 @@ def test_text_message_is_answered_once_from_the_knowledge(service: Service) -> N
 
     msg_id = xml.split("<MsgId>")[1].split("</MsgId>")[0]
     wait_until(
-        lambda: service.scalar("SELECT status FROM inbound_messages WHERE dedup_key=:k", k=msg_id)
-        == "answered",
-        30, "message marked answered",
+        lambda: (
+            service.scalar("SELECT status FROM inbound_messages WHERE dedup_key=:k", k=msg_id)
+            == "answered"
+        ),
+        30,
+        "message marked answered",
     )
     assert service.scalar("SELECT count(*) FROM inbound_messages WHERE dedup_key=:k", k=msg_id) == 1
-    assert service.scalar(
-        "SELECT count(*) FROM outbound_replies r JOIN inbound_messages m ON m.id = r.inbound_id "
-        "WHERE m.dedup_key=:k AND r.status='sent'", k=msg_id) == 1
+    assert (
+        service.scalar(
+            "SELECT count(*) FROM outbound_replies r "
+            "JOIN inbound_messages m ON m.id = r.inbound_id "
+            "WHERE m.dedup_key=:k AND r.status='sent'",
+            k=msg_id,
+        )
+        == 1
+    )
     assert len(_sent_to(service, openid)) == 1
+
+
+def test_metrics_add_up_web_and_worker_processes(service: Service) -> None:
+    # Runs after the answer test: the callback counts come from gunicorn workers, the
+    # answer count from the Celery worker, all in one /metrics.
+    text = requests.get(service.url + "/metrics", timeout=10).text
+    assert 'wechat_callbacks_total{outcome="queued"}' in text
+    assert 'wechat_callbacks_total{outcome="duplicate"}' in text
+    assert 'answers_total{outcome="answered"}' in text
 
 
 def _work_count(service: Service) -> tuple[object, int]:

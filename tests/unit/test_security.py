@@ -30,15 +30,20 @@ def test_official_get_signature() -> None:
 
 
 def test_official_safe_mode_vector_decrypts() -> None:
-    check_signature(TOKEN, "5d197aaffba7e9b25a30732f161a50dee96bd5fa", "1409735669",
-                    "1320562132", ENCRYPT)
+    check_signature(
+        TOKEN, "5d197aaffba7e9b25a30732f161a50dee96bd5fa", "1409735669", "1320562132", ENCRYPT
+    )
     fields = parse_xml(decrypt(AES, APPID, ENCRYPT).encode())
     assert fields["Content"] == "abcdteT"
     assert fields["MsgId"] == "6054768590064713728"
 
 
 def test_wrong_appid_and_garbage_are_400() -> None:
-    for appid, blob in ((APPID[:-1] + "x", ENCRYPT), (APPID, "not-base64!!"), (APPID, ENCRYPT[:-8])):
+    for appid, blob in (
+        (APPID[:-1] + "x", ENCRYPT),
+        (APPID, "not-base64!!"),
+        (APPID, ENCRYPT[:-8]),
+    ):
         with pytest.raises(CallbackRejected) as exc:
             decrypt(AES, appid, blob)
         assert exc.value.status == 400

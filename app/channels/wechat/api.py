@@ -53,16 +53,21 @@ class OfficialAccountAPI:
         return data["access_token"], int(data.get("expires_in", 7200))
 
     def send_text(self, openid: str, content: str) -> None:
-        self.call("/cgi-bin/message/custom/send", {
-            "touser": openid, "msgtype": "text", "text": {"content": content},
-        })
+        self.call(
+            "/cgi-bin/message/custom/send",
+            {
+                "touser": openid,
+                "msgtype": "text",
+                "text": {"content": content},
+            },
+        )
 
     def typing(self, openid: str, on: bool = True) -> None:
         command = "Typing" if on else "CancelTyping"
         self.call("/cgi-bin/message/custom/typing", {"touser": openid, "command": command})
 
     def call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POSTs with the shared token; retries -1, 5xx and token errors a bounded number of times."""
+        """POSTs with the shared token; a bounded number of retries on -1, 5xx and token errors."""
         token = self.tokens.get()
         attempt = 0
         while True:
@@ -81,8 +86,11 @@ class OfficialAccountAPI:
     def _post_json(self, path: str, payload: dict[str, Any], params: dict | None = None) -> dict:
         try:
             resp = self.http.post(
-                self.base + path, params=params, timeout=self.timeout,
-                data=_json_bytes(payload), headers={"Content-Type": "application/json"},
+                self.base + path,
+                params=params,
+                timeout=self.timeout,
+                data=_json_bytes(payload),
+                headers={"Content-Type": "application/json"},
             )
         except requests.RequestException as exc:
             raise WeChatAPIError(None, f"network error: {exc}", retryable=True) from exc
@@ -91,12 +99,14 @@ class OfficialAccountAPI:
         try:
             data = resp.json()
         except ValueError:
-            raise WeChatAPIError(None, f"non-JSON reply (HTTP {resp.status_code})",
-                                 retryable=resp.status_code >= 500) from None
+            raise WeChatAPIError(
+                None, f"non-JSON reply (HTTP {resp.status_code})", retryable=resp.status_code >= 500
+            ) from None
         errcode = int(data.get("errcode", 0) or 0)
         if errcode:
-            raise WeChatAPIError(errcode, str(data.get("errmsg", "")),
-                                 retryable=errcode in RETRYABLE_ERRORS)
+            raise WeChatAPIError(
+                errcode, str(data.get("errmsg", "")), retryable=errcode in RETRYABLE_ERRORS
+            )
         return data
 
 

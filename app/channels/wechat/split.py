@@ -25,7 +25,7 @@ def split_message(text: str, max_bytes: int = MAX_BYTES, max_pieces: int = MAX_P
     if current.strip():
         pieces.append(current.strip())
     if len(pieces) > max_pieces:
-        pieces = pieces[: max_pieces]
+        pieces = pieces[:max_pieces]
         tail = "…"
         while len((pieces[-1] + tail).encode("utf-8")) > max_bytes:
             pieces[-1] = pieces[-1][:-1]

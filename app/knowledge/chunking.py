@@ -1,0 +1,229 @@
+"""Cutting documents into retrievable chunks.
+
+Chinese has no spaces, so text is cut at sentence punctuation (。！？；!?;) and line breaks,
+never inside a sentence unless one sentence alone is longer than a chunk. Each chunk starts
+with its heading path, which gives both BM25 and the model the topic a bare paragraph lacks.
+An FAQ entry is one chunk: its question, similar questions and answer must come back together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from app.knowledge.sources import Document, FaqEntry
+
+DEFAULT_MAX_CHARS = 360
+DEFAULT_OVERLAP = 60
+SECTION_SEPARATOR = " > "
+
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+# A sentence ends after CJK/ASCII terminal punctuation (plus closing quotes/brackets), at a
+# line break, or at an ASCII full stop followed by whitespace (not inside "3.5").
+_SENTENCE_END = re.compile(r"[。！？；!?;]+[”’\"'」』）)\]]*|\n+|(?<!\d)\.(?=\s)")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One indexed unit. ``chunk_id`` hashes the document id and the text, so an unchanged
+    chunk keeps its id (and its stored vector) when other parts of the document change."""
+
+    chunk_id: str
+    doc_id: str
+    doc_sha256: str
+    kind: str
+    text: str
+    source: str
+    section: str
+    position: int
+    category: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def chunk_id_for(doc_id: str, text: str, occurrence: int = 0) -> str:
+    """Stable id of a chunk: its document and its text (``occurrence`` tells repeated texts
+    apart). Position and metadata are left out on purpose: a row inserted above, or a changed
+    category, rewrites those fields but keeps the id, and so keeps the stored vector."""
+    payload = "\x1f".join([doc_id, str(occurrence), text])
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def _with_ids(chunks: list[Chunk]) -> list[Chunk]:
+    seen: dict[str, int] = {}
+    out: list[Chunk] = []
+    for chunk in chunks:
+        n = seen.get(chunk.text, 0)
+        seen[chunk.text] = n + 1
+        out.append(replace(chunk, chunk_id=chunk_id_for(chunk.doc_id, chunk.text, n)))
+    return out
+
+
+def split_sections(text: str) -> list[tuple[str, str]]:
+    """(heading path, body) pairs for markdown-style headings; text before the first heading
+    gets an empty path. Headings inside fenced code blocks are body text."""
+    sections: list[tuple[str, str]] = []
+    stack: list[tuple[int, str]] = []
+    body: list[str] = []
+    in_fence = False
+
+    def flush() -> None:
+        joined = "\n".join(body).strip()
+        if joined:
+            sections.append((SECTION_SEPARATOR.join(t for _, t in stack), joined))
+        body.clear()
+
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        m = None if in_fence else _HEADING.match(line)
+        if m:
+            flush()
+            level = len(m.group(1))
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, m.group(2).strip()))
+        else:
+            body.append(line)
+    flush()
+    return sections
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences with their trailing punctuation and separator: a line break stays a line
+    break (lists and tables keep their shape), a Latin sentence keeps its space, and CJK
+    sentences join with nothing, so ``"".join(...)`` rebuilds readable text."""
+    padded = text + "\n"  # so the last sentence ends like the others
+    out: list[str] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(padded):
+        raw = padded[start : m.end()]
+        start = m.end()
+        core = raw.strip()
+        if not core:
+            if "\n" in raw and out and not out[-1].endswith("\n"):
+                out[-1] = out[-1].rstrip(" ") + "\n"
+            continue
+        if "\n" in m.group():
+            sep = "\n"
+        elif core[-1].isascii() and padded[start : start + 1].isspace():
+            sep = " "
+        else:
+            sep = ""
+        out.append(core + sep)
+    return out
+
+
+def _joined(pieces: list[str]) -> str:
+    return "".join(pieces).strip()
+
+
+def pack_sentences(sentences: list[str], max_chars: int, overlap: int) -> list[str]:
+    """Greedy packing into pieces of at most ``max_chars``; each piece after the first repeats
+    up to ``overlap`` characters of whole trailing sentences from the previous one, so a fact
+    split across a boundary is still retrievable from either side."""
+    if max_chars < 1:
+        raise ValueError("max_chars must be positive")
+    overlap = max(0, min(overlap, max_chars // 2))
+    units: list[str] = []
+    for s in sentences:
+        if len(s) <= max_chars:
+            units.append(s)
+            continue
+        # One sentence longer than a chunk: fixed windows that overlap like chunks do.
+        step = max(1, max_chars - overlap)
+        windows = [s[i : i + max_chars] for i in range(0, len(s), step)]
+        if len(windows) >= 2 and len(s) - (len(windows) - 1) * step <= overlap:
+            windows.pop()  # the last window would only repeat the previous one's tail
+        units.extend(w for w in windows if w.strip())
+    chunks: list[str] = []
+    current: list[str] = []
+    fresh = 0
+    for unit in units:
+        candidate = _joined([*current, unit])
+        if current and len(candidate) > max_chars:
+            if fresh:
+                chunks.append(_joined(current))
+            tail: list[str] = []
+            for prev in reversed(current):
+                if len(_joined([prev, *tail])) > overlap:
+                    break
+                tail.insert(0, prev)
+            while tail and len(_joined([*tail, unit])) > max_chars:
+                tail.pop(0)
+            current, fresh = tail, 0
+        current.append(unit)
+        fresh += 1
+    if current and fresh:
+        chunks.append(_joined(current))
+    return chunks
+
+
+def _faq_chunk(doc: Document, entry: FaqEntry, position: int) -> Chunk:
+    text = "\n".join([entry.question, *entry.similar_questions, entry.answer])
+    metadata: dict[str, Any] = {
+        "title": doc.title,
+        "question": entry.question,
+        "answer": entry.answer,
+        "similar_questions": list(entry.similar_questions),
+        "category": entry.category,
+        "row": entry.row,
+    }
+    section = entry.category
+    return Chunk(
+        chunk_id="",
+        doc_id=doc.doc_id,
+        doc_sha256=doc.sha256,
+        kind="faq",
+        text=text,
+        source=doc.source,
+        section=section,
+        position=position,
+        category=entry.category,
+        metadata=metadata,
+    )
+
+
+def _text_chunks(doc: Document, max_chars: int, overlap: int) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for section, body in split_sections(doc.text):
+        label = section or doc.title
+        # The label heads every chunk; it may take at most half of the length budget.
+        if len(label) > max_chars // 2:
+            label = label[: max_chars // 2 - 1] + "…"
+        budget = max_chars - len(label) - 1 if label else max_chars
+        for piece in pack_sentences(split_sentences(body), budget, overlap):
+            text = f"{label}\n{piece}" if label else piece
+            position = len(chunks)
+            metadata = {"title": doc.title, "section": section}
+            chunks.append(
+                Chunk(
+                    chunk_id="",
+                    doc_id=doc.doc_id,
+                    doc_sha256=doc.sha256,
+                    kind="text",
+                    text=text,
+                    source=doc.source,
+                    section=section,
+                    position=position,
+                    metadata=metadata,
+                )
+            )
+    return chunks
+
+
+def chunk_document(
+    doc: Document, *, max_chars: int = DEFAULT_MAX_CHARS, overlap: int = DEFAULT_OVERLAP
+) -> list[Chunk]:
+    """All chunks of a document, positions numbered from 0 in reading order.
+
+    Text chunks never exceed ``max_chars`` (heading label included); an FAQ chunk is one entry
+    whatever its length.
+    """
+    if doc.kind == "faq":
+        chunks = [_faq_chunk(doc, entry, i) for i, entry in enumerate(doc.faqs)]
+    else:
+        chunks = _text_chunks(doc, max_chars, overlap)
+    return _with_ids(chunks)

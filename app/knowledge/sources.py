@@ -1,0 +1,216 @@
+"""Reading knowledge files (FAQ tables and text documents) into plain `Document` values.
+
+Business staff edit these files in Excel or WPS, so CSV arrives as UTF-8, UTF-8 with a BOM
+or GBK, and headers may be Chinese. Parsing is strict about what matters (a missing column
+is an error naming it) and lenient about the rest (a half-filled row is skipped with a
+warning instead of blocking the whole file).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+FAQ_SUFFIXES = frozenset({".csv", ".xlsx"})
+TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
+SUPPORTED_SUFFIXES = FAQ_SUFFIXES | TEXT_SUFFIXES
+
+REQUIRED_COLUMNS = ("question", "answer")
+OPTIONAL_COLUMNS = ("similar_questions", "category")
+
+# Header spellings accepted for each column (compared case-insensitively, spaces stripped).
+_HEADER_ALIASES = {
+    "question": "question",
+    "问题": "question",
+    "标准问题": "question",
+    "answer": "answer",
+    "答案": "answer",
+    "回答": "answer",
+    "similar_questions": "similar_questions",
+    "similarquestions": "similar_questions",
+    "相似问题": "similar_questions",
+    "相似问法": "similar_questions",
+    "category": "category",
+    "分类": "category",
+    "类别": "category",
+}
+_SIMILAR_SPLIT = re.compile(r"[|｜\n]+")
+_MAX_DOC_ID = 200
+
+Kind = Literal["faq", "text"]
+
+
+class UnsupportedFormat(ValueError):
+    """The file type is not one the knowledge base can read."""
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    """One question/answer pair; ``row`` is the 1-based line in the sheet (header is row 1)."""
+
+    question: str
+    answer: str
+    similar_questions: tuple[str, ...] = ()
+    category: str = ""
+    row: int = 0
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed knowledge file. ``doc_id`` is stable across runs: it derives from ``source``."""
+
+    doc_id: str
+    title: str
+    source: str
+    kind: Kind
+    sha256: str
+    faqs: tuple[FaqEntry, ...] = ()
+    text: str = ""
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def items(self) -> tuple[FaqEntry, ...] | str:
+        """The FAQ entries of a FAQ document, or the text of a text document."""
+        return self.faqs if self.kind == "faq" else self.text
+
+
+def make_doc_id(source: str) -> str:
+    """The id of the document at relative path ``source``: the path itself, readable in the
+    admin pages; very long paths are shortened with a hash so ids stay unique and bounded."""
+    if len(source) <= _MAX_DOC_ID:
+        return source
+    digest = hashlib.sha1(source.encode("utf-8")).hexdigest()[:16]
+    return f"{source[: _MAX_DOC_ID - 17]}~{digest}"
+
+
+def relative_source(path: Path, base_dir: Path | None) -> str:
+    """``path`` relative to the knowledge folder, with forward slashes on every OS."""
+    if base_dir is not None:
+        try:
+            return path.resolve().relative_to(base_dir.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (with or without a BOM) first, then GB18030, the superset of GBK that Chinese
+    Windows tools write; a file that is neither is an error rather than mojibake."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise ValueError("the file is neither UTF-8 nor GBK text") from exc
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _header_map(header: list[str]) -> dict[str, int]:
+    """Column name -> index, for the columns we know; the first occurrence wins."""
+    found: dict[str, int] = {}
+    for idx, raw in enumerate(header):
+        key = _HEADER_ALIASES.get(re.sub(r"\s+", "", raw).lower())
+        if key and key not in found:
+            found[key] = idx
+    missing = [c for c in REQUIRED_COLUMNS if c not in found]
+    if missing:
+        seen = ", ".join(h for h in header if h) or "none"
+        raise ValueError(
+            f"missing required column(s) {', '.join(missing)} (found: {seen}); the header row "
+            f"must name {', '.join(REQUIRED_COLUMNS)} and optionally {', '.join(OPTIONAL_COLUMNS)}"
+        )
+    return found
+
+
+def parse_faq_rows(rows: list[list[str]]) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
+    """FAQ entries from a header row plus data rows, and warnings for skipped rows."""
+    header_idx = next((i for i, r in enumerate(rows) if any(c.strip() for c in r)), None)
+    if header_idx is None:
+        raise ValueError("the file is empty: it needs a header row with question and answer")
+    columns = _header_map([c.strip() for c in rows[header_idx]])
+    entries: list[FaqEntry] = []
+    warnings: list[str] = []
+
+    def get(row: list[str], name: str) -> str:
+        idx = columns.get(name)
+        return row[idx].strip() if idx is not None and idx < len(row) else ""
+
+    for offset, row in enumerate(rows[header_idx + 1 :], start=header_idx + 2):
+        question, answer = get(row, "question"), get(row, "answer")
+        if not question and not answer:
+            continue
+        if not question or not answer:
+            missing = "question" if not question else "answer"
+            warnings.append(f"row {offset}: skipped, {missing} is empty")
+            continue
+        similar = tuple(
+            s.strip() for s in _SIMILAR_SPLIT.split(get(row, "similar_questions")) if s.strip()
+        )
+        entries.append(FaqEntry(question, answer, similar, get(row, "category"), offset))
+    return tuple(entries), tuple(warnings)
+
+
+def _csv_rows(data: bytes) -> list[list[str]]:
+    text = decode_text(data)
+    return [list(r) for r in csv.reader(io.StringIO(text, newline=""))]
+
+
+def _xlsx_rows(data: bytes) -> list[list[str]]:
+    from openpyxl import load_workbook
+
+    # data_only: formulas come back as their last computed values, as staff see them.
+    book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    try:
+        sheet = book.worksheets[0]
+        return [[_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+    finally:
+        book.close()
+
+
+def _markdown_title(text: str) -> str | None:
+    for line in text.splitlines():
+        m = re.match(r"^\s{0,3}#\s+(.+?)\s*#*\s*$", line)
+        if m:
+            return m.group(1).strip()
+    return None
+
+
+def load_document(path: Path, base_dir: Path | None = None) -> Document:
+    """Parse one knowledge file; ``base_dir`` is the knowledge folder the id is relative to.
+
+    Raises UnsupportedFormat for other file types and ValueError for unreadable content.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UnsupportedFormat(
+            f"unsupported file type {suffix or '(none)'}; supported: "
+            + ", ".join(sorted(SUPPORTED_SUFFIXES))
+        )
+    data = path.read_bytes()
+    source = relative_source(path, base_dir)
+    common = {
+        "doc_id": make_doc_id(source),
+        "source": source,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    if suffix in FAQ_SUFFIXES:
+        rows = _csv_rows(data) if suffix == ".csv" else _xlsx_rows(data)
+        faqs, warnings = parse_faq_rows(rows)
+        return Document(title=path.stem, kind="faq", faqs=faqs, warnings=warnings, **common)
+    text = decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
+    title = (_markdown_title(text) if suffix in {".md", ".markdown"} else None) or path.stem
+    return Document(title=title, kind="text", text=text, **common)

@@ -1,0 +1,608 @@
+"""The Milvus collection that holds knowledge chunks, and hybrid (dense + BM25) search over it.
+
+One class wraps pymilvus.MilvusClient so that the rest of the app never builds a filter
+expression or a schema. The same code runs on milvus-lite (a local ``.db`` folder, one
+process; or ``milvus-lite server`` reached over http) and on a Milvus server or cluster.
+
+BM25 is computed by Milvus itself from the ``text`` field with the jieba analyzer: it is what
+makes Chinese keyword matches work even with an embedding model that is weak at Chinese, and
+dense vectors catch paraphrases that share no words. Reciprocal-rank fusion combines them
+without having to calibrate two unrelated score scales.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pymilvus import (
+    AnnSearchRequest,
+    DataType,
+    Function,
+    FunctionType,
+    MilvusClient,
+    RRFRanker,
+)
+
+from app.knowledge.chunking import Chunk
+from app.knowledge.embedding import Embedder
+
+SearchMode = Literal["hybrid", "dense", "bm25"]
+SEARCH_MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
+
+SCHEMA_VERSION = "1"
+PROP_MODEL = "kb.embedding_model"
+PROP_DIM = "kb.embedding_dim"
+PROP_SCHEMA = "kb.schema_version"
+
+# VARCHAR limits are in bytes (UTF-8: a Chinese character takes 3).
+MAX_TEXT_BYTES = 65535
+_LIMITS = {
+    "id": 64,
+    "doc_id": 1024,
+    "doc_sha256": 64,
+    "kind": 16,
+    "category": 256,
+    "source": 2048,
+    "section": 1024,
+}
+# Tokens that carry no meaning for BM25 but make unrelated chunks "match" a short query.
+_STOP_WORDS = [
+    "，",
+    "。",
+    "、",
+    "；",
+    "：",
+    "？",
+    "！",
+    "“",
+    "”",
+    "‘",
+    "’",
+    "（",
+    "）",
+    "【",
+    "】",
+    "《",
+    "》",
+    "「",
+    "」",
+    "…",
+    "—",
+    "-",
+    ",",
+    ".",
+    ";",
+    ":",
+    "?",
+    "!",
+    '"',
+    "'",
+    "(",
+    ")",
+    "的",
+    "了",
+    "吗",
+    "呢",
+    "吧",
+    "啊",
+    "呀",
+    "哦",
+    "嘛",
+]
+ANALYZER_PARAMS: dict[str, Any] = {
+    "tokenizer": "jieba",
+    "filter": [{"type": "stop", "stop_words": _STOP_WORDS}],
+}
+_OUTPUT_FIELDS = ["doc_id", "kind", "category", "source", "section", "position", "text", "metadata"]
+_QUERY_PAGE = 16384  # Milvus' cap on offset + limit for one query
+_GET_BATCH = 256
+_DELETE_BATCH = 1000
+
+# milvus-lite starts its embedded server when the first client opens a .db path; two threads
+# doing that at once race for the folder lock, so client creation is serialised per process.
+_client_creation = threading.Lock()
+
+
+class KnowledgeStoreError(RuntimeError):
+    """Base class for knowledge store failures worth showing to an operator as they are."""
+
+
+class StoreUnavailable(KnowledgeStoreError):
+    """Milvus cannot be reached (or a local .db is held by another process)."""
+
+
+class EmbedderMismatch(KnowledgeStoreError):
+    """The collection was built with another embedding model than the one configured."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``score`` is the fused RRF score (hybrid), cosine (dense) or BM25
+    (bm25): compare scores only within one mode. ``similarity`` is the query/chunk cosine in
+    every mode but bm25, for absolute "is this relevant at all" thresholds."""
+
+    chunk_id: str
+    doc_id: str
+    kind: str
+    text: str
+    score: float
+    source: str
+    section: str
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    category: str = ""
+    position: int = 0
+    similarity: float | None = None
+
+
+def quote(value: str) -> str:
+    """A Milvus string literal. Filter templates (``filter_params``) would be cleaner, but
+    milvus-lite does not parse them, and JSON escapes (``\\uXXXX``) are rejected too."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    return f'"{escaped}"'
+
+
+def _clip(value: str, max_bytes: int) -> str:
+    data = value.encode("utf-8")
+    if len(data) <= max_bytes:
+        return value
+    return data[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def _batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _deleted_count(result: Any) -> int:
+    """pymilvus returns {"delete_count": n} from Milvus, a list of ids from milvus-lite, and
+    an empty dict when nothing matched."""
+    if isinstance(result, dict):
+        return int(result.get("delete_count", 0) or 0)
+    try:
+        return len(result)
+    except TypeError:
+        return 0
+
+
+class KnowledgeStore:
+    """Chunks of knowledge documents in one Milvus collection (or alias).
+
+    Thread-safe: the underlying gRPC client is shared by all threads of a process. Nothing
+    touches Milvus until the first call, so a web process starts even while Milvus is down.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        embedder: Embedder,
+        *,
+        token: str = "",
+        connect_timeout: float = 10.0,
+        embed_batch_size: int = 64,
+        rrf_k: int = 60,
+    ) -> None:
+        self.uri = uri
+        self.collection = collection
+        self.embedder = embedder
+        self._token = token
+        self._connect_timeout = connect_timeout
+        self._embed_batch_size = max(1, embed_batch_size)
+        self._rrf_k = rrf_k
+        self._client: MilvusClient | None = None
+        self._ready = False
+        self._lock = threading.Lock()
+
+    # --- connection -------------------------------------------------------------------
+
+    @property
+    def is_local(self) -> bool:
+        """True for an embedded milvus-lite .db, usable by this process only."""
+        return self.uri.endswith(".db")
+
+    def _connect(self, timeout: float | None = None) -> MilvusClient:
+        client = self._client
+        if client is not None:
+            return client
+        with _client_creation:
+            if self._client is None:
+                if self.is_local:
+                    Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._client = MilvusClient(
+                        uri=self.uri,
+                        token=self._token,
+                        timeout=timeout if timeout is not None else self._connect_timeout,
+                    )
+                except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds
+                    hint = (
+                        " (a local .db can be opened by one process only: start "
+                        "`milvus-lite server --data-dir DIR --port N` and use http://host:N)"
+                        if self.is_local
+                        else ""
+                    )
+                    message = f"cannot open Milvus at {self.uri}: {exc}{hint}"
+                    raise StoreUnavailable(message) from exc
+            return self._client
+
+    @property
+    def client(self) -> MilvusClient:
+        """The pymilvus client, for the rare operation this class does not wrap."""
+        return self._connect()
+
+    def ping(self, timeout: float = 2.0) -> bool:
+        """Cheap health check for readiness probes; never raises."""
+        try:
+            self._connect(timeout=timeout).has_collection(self.collection, timeout=timeout)
+            return True
+        except Exception:  # noqa: BLE001 - a health check reports, it does not fail
+            return False
+
+    def close(self) -> None:
+        """Release this store's connection. An embedded .db server lives until process exit
+        (other stores in the process may share it)."""
+        with _client_creation:
+            client, self._client = self._client, None
+            self._ready = False
+        if client is not None:
+            client.close()
+
+    # --- collection -------------------------------------------------------------------
+
+    def _schema(self, client: MilvusClient) -> Any:
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=_LIMITS["id"])
+        schema.add_field("doc_id", DataType.VARCHAR, max_length=_LIMITS["doc_id"])
+        schema.add_field("doc_sha256", DataType.VARCHAR, max_length=_LIMITS["doc_sha256"])
+        schema.add_field("kind", DataType.VARCHAR, max_length=_LIMITS["kind"])
+        schema.add_field("category", DataType.VARCHAR, max_length=_LIMITS["category"])
+        schema.add_field("source", DataType.VARCHAR, max_length=_LIMITS["source"])
+        schema.add_field("section", DataType.VARCHAR, max_length=_LIMITS["section"])
+        schema.add_field("position", DataType.INT64)
+        schema.add_field(
+            "text",
+            DataType.VARCHAR,
+            max_length=MAX_TEXT_BYTES,
+            enable_analyzer=True,
+            analyzer_params=ANALYZER_PARAMS,
+        )
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=self.embedder.dim)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_function(
+            Function(
+                name="text_bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["text"],
+                output_field_names=["sparse"],
+            )
+        )
+        return schema
+
+    def _index_params(self, client: MilvusClient) -> Any:
+        params = client.prepare_index_params()
+        params.add_index(
+            "dense", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200}
+        )
+        params.add_index(
+            "sparse",
+            index_type="SPARSE_INVERTED_INDEX",
+            metric_type="BM25",
+            params={"bm25_k1": 1.2, "bm25_b": 0.75},
+        )
+        params.add_index("doc_id", index_type="INVERTED")
+        params.add_index("category", index_type="INVERTED")
+        return params
+
+    def _check_compatible(self, description: dict[str, Any]) -> None:
+        props = description.get("properties") or {}
+        model = props.get(PROP_MODEL, "")
+        dense = next((f for f in description.get("fields", []) if f.get("name") == "dense"), None)
+        if dense is None or "text" not in {f.get("name") for f in description.get("fields", [])}:
+            raise KnowledgeStoreError(
+                f"collection {self.collection!r} at {self.uri} was not created by this app "
+                "(no dense/text fields); choose another MILVUS_COLLECTION"
+            )
+        dim = int((dense.get("params") or {}).get("dim", 0))
+        if dim != self.embedder.dim or (model and model != self.embedder.name):
+            raise EmbedderMismatch(
+                f"collection {self.collection!r} holds {dim}-dimensional vectors from "
+                f"{model or 'an unknown model'!r}, but the configured embedding model "
+                f"{self.embedder.name!r} makes {self.embedder.dim}-dimensional ones: set the "
+                "embedding model back, or re-index into a new collection"
+            )
+
+    def ensure_collection(self) -> None:
+        """Create the collection if missing, check it matches the embedder, and load it.
+
+        A reopened collection starts released, and searching it fails until it is loaded.
+        """
+        with self._lock:
+            client = self._connect()
+            if not client.has_collection(self.collection):
+                created = False
+                try:
+                    client.create_collection(
+                        self.collection,
+                        schema=self._schema(client),
+                        consistency_level="Strong",
+                        properties={
+                            PROP_MODEL: self.embedder.name,
+                            PROP_DIM: str(self.embedder.dim),
+                            PROP_SCHEMA: SCHEMA_VERSION,
+                        },
+                    )
+                    created = True
+                except Exception:
+                    # Another process may have created it in between; anything else is real.
+                    if not client.has_collection(self.collection):
+                        raise
+                if created:
+                    # sync=False: pymilvus would poll each index every 0.5 s; an empty
+                    # collection's indexes are ready at once and loading waits for them anyway.
+                    client.create_index(self.collection, self._index_params(client), sync=False)
+            self._check_compatible(client.describe_collection(self.collection))
+            client.load_collection(self.collection)
+            self._ready = True
+
+    def _ready_client(self) -> MilvusClient:
+        if not self._ready:
+            self.ensure_collection()
+        return self._connect()
+
+    def drop(self) -> None:
+        """Delete the collection and everything in it."""
+        client = self._connect()
+        with self._lock:
+            if client.has_collection(self.collection):
+                client.drop_collection(self.collection)
+            self._ready = False
+
+    def point_alias(self, alias: str) -> None:
+        """Make ``alias`` name this collection: build a new collection, then switch readers
+        that use the alias over in one step."""
+        client = self._ready_client()
+        if alias in client.list_aliases(self.collection).get("aliases", []):
+            return
+        try:
+            client.describe_alias(alias)
+        except Exception:  # noqa: BLE001 - "no such alias" has no dedicated exception
+            client.create_alias(self.collection, alias)
+        else:
+            client.alter_alias(self.collection, alias)
+
+    # --- writing ----------------------------------------------------------------------
+
+    def _row(self, chunk: Chunk, vector: list[float]) -> dict[str, Any]:
+        if len(chunk.text.encode("utf-8")) > MAX_TEXT_BYTES:
+            raise ValueError(
+                f"{chunk.source} #{chunk.position}: chunk text is over {MAX_TEXT_BYTES} bytes; "
+                "shorten that entry"
+            )
+        if len(vector) != self.embedder.dim:
+            raise KnowledgeStoreError(
+                f"embedder {self.embedder.name!r} returned {len(vector)} dimensions, "
+                f"expected {self.embedder.dim}"
+            )
+        return {
+            "id": chunk.chunk_id,
+            "doc_id": _clip(chunk.doc_id, _LIMITS["doc_id"]),
+            "doc_sha256": chunk.doc_sha256,
+            "kind": chunk.kind,
+            "category": _clip(chunk.category, _LIMITS["category"]),
+            "source": _clip(chunk.source, _LIMITS["source"]),
+            "section": _clip(chunk.section, _LIMITS["section"]),
+            "position": int(chunk.position),
+            "text": chunk.text,
+            "dense": vector,
+            "metadata": chunk.metadata,
+        }
+
+    def _stored_vectors(self, client: MilvusClient, ids: Sequence[str]) -> dict[str, list[float]]:
+        """Vectors already stored under these chunk ids. A chunk id hashes the chunk's text,
+        and the collection is bound to one embedder, so they can be reused as they are."""
+        found: dict[str, list[float]] = {}
+        for batch in _batched(list(ids), _GET_BATCH):
+            for row in client.get(self.collection, ids=list(batch), output_fields=["dense"]):
+                vector = row.get("dense")
+                if vector is not None and len(vector) == self.embedder.dim:
+                    found[str(row["id"])] = [float(x) for x in vector]
+        return found
+
+    def upsert_chunks(self, chunks: Iterable[Chunk], *, flush: bool = True) -> int:
+        """Insert or replace chunks by id; returns how many were written.
+
+        Only chunks whose id is new are embedded. Flushes at the end by default, because
+        unflushed rows are searched by brute force (milvus-lite: ~220 ms/query at 10k rows).
+        """
+        client = self._ready_client()
+        unique = list({c.chunk_id: c for c in chunks}.values())
+        if not unique:
+            return 0
+        reuse = self._stored_vectors(client, [c.chunk_id for c in unique])
+        for batch in _batched(unique, self._embed_batch_size):
+            todo = [c for c in batch if c.chunk_id not in reuse]
+            fresh = self.embedder.embed_passages([c.text for c in todo]) if todo else []
+            reuse.update({c.chunk_id: v for c, v in zip(todo, fresh, strict=True)})
+            client.upsert(self.collection, [self._row(c, reuse[c.chunk_id]) for c in batch])
+        if flush:
+            client.flush(self.collection)
+        return len(unique)
+
+    def delete_chunks(self, chunk_ids: Iterable[str], *, flush: bool = True) -> int:
+        """Delete chunks by id; returns how many ids were asked to go."""
+        client = self._ready_client()
+        ids = sorted(set(chunk_ids))
+        for batch in _batched(ids, _DELETE_BATCH):
+            client.delete(self.collection, ids=list(batch))
+        if ids and flush:
+            client.flush(self.collection)
+        return len(ids)
+
+    def delete_document(self, doc_id: str, *, flush: bool = True) -> int:
+        """Delete every chunk of a document; returns the number of chunks deleted."""
+        client = self._ready_client()
+        before = self.count(doc_id=doc_id)
+        if before == 0:
+            return 0
+        result = client.delete(self.collection, filter=f"doc_id == {quote(doc_id)}")
+        if flush:
+            client.flush(self.collection)
+        return _deleted_count(result) or before
+
+    def flush(self) -> None:
+        """Seal written rows into indexed segments (see upsert_chunks)."""
+        self._ready_client().flush(self.collection)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def _query_all(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+        client = self._ready_client()
+        rows = client.query(
+            self.collection,
+            filter=expr,
+            output_fields=fields,
+            limit=_QUERY_PAGE,
+            consistency_level="Strong",
+        )
+        if len(rows) < _QUERY_PAGE:
+            return list(rows)
+        out: list[dict[str, Any]] = []
+        iterator = client.query_iterator(
+            self.collection, batch_size=1000, filter=expr, output_fields=fields
+        )
+        try:
+            while batch := iterator.next():
+                out.extend(batch)
+        finally:
+            iterator.close()
+        return out
+
+    def count(self, *, doc_id: str | None = None) -> int:
+        """Number of chunks, in the whole collection or in one document."""
+        client = self._ready_client()
+        expr = f"doc_id == {quote(doc_id)}" if doc_id is not None else ""
+        rows = client.query(
+            self.collection, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def chunk_ids(self, doc_id: str) -> set[str]:
+        """Ids of the chunks currently stored for a document."""
+        return {str(r["id"]) for r in self._query_all(f"doc_id == {quote(doc_id)}", ["id"])}
+
+    def document_hashes(self) -> dict[str, str]:
+        """doc_id -> sha256 of the file version each indexed document was built from."""
+        rows = self._query_all("position == 0", ["doc_id", "doc_sha256"])
+        return {str(r["doc_id"]): str(r["doc_sha256"]) for r in rows}
+
+    def _filter(self, category: str | None, doc_id: str | None) -> str:
+        parts = []
+        if category:
+            parts.append(f"category == {quote(category)}")
+        if doc_id:
+            parts.append(f"doc_id == {quote(doc_id)}")
+        return " and ".join(parts)
+
+    def search(
+        self,
+        query: str,
+        top_k: int = 5,
+        *,
+        category: str | None = None,
+        doc_id: str | None = None,
+        mode: SearchMode = "hybrid",
+    ) -> list[Hit]:
+        """The ``top_k`` chunks most relevant to ``query``, best first.
+
+        hybrid: dense (cosine) and BM25 (jieba) candidates fused by reciprocal rank;
+        dense: embedding similarity only; bm25: keyword relevance only.
+        """
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}, not {mode!r}")
+        query = query.strip()
+        if not query or top_k < 1:
+            return []
+        client = self._ready_client()
+        expr = self._filter(category, doc_id)
+        ef = max(64, top_k * 4)
+        query_vector: list[float] | None = None
+        if mode == "bm25":
+            results = client.search(
+                self.collection,
+                data=[query],
+                anns_field="sparse",
+                filter=expr,
+                limit=top_k,
+                output_fields=_OUTPUT_FIELDS,
+                search_params={"metric_type": "BM25"},
+            )
+        elif mode == "dense":
+            query_vector = self.embedder.embed_queries([query])[0]
+            results = client.search(
+                self.collection,
+                data=[query_vector],
+                anns_field="dense",
+                filter=expr,
+                limit=top_k,
+                output_fields=_OUTPUT_FIELDS,
+                search_params={"metric_type": "IP", "params": {"ef": ef}},
+            )
+        else:
+            query_vector = self.embedder.embed_queries([query])[0]
+            candidates = max(top_k * 4, 20)
+            requests = [
+                AnnSearchRequest(
+                    data=[query_vector],
+                    anns_field="dense",
+                    param={"metric_type": "IP", "params": {"ef": max(ef, candidates)}},
+                    limit=candidates,
+                    expr=expr or None,
+                ),
+                AnnSearchRequest(
+                    data=[query],
+                    anns_field="sparse",
+                    param={"metric_type": "BM25"},
+                    limit=candidates,
+                    expr=expr or None,
+                ),
+            ]
+            results = client.hybrid_search(
+                self.collection,
+                requests,
+                RRFRanker(self._rrf_k),
+                limit=top_k,
+                output_fields=[*_OUTPUT_FIELDS, "dense"],
+            )
+        return [self._hit(raw, mode, query_vector) for raw in (results[0] if results else [])]
+
+    def _hit(self, raw: dict[str, Any], mode: str, query_vector: list[float] | None) -> Hit:
+        entity = raw.get("entity") or {}
+        distance = float(raw.get("distance", 0.0))
+        similarity: float | None = None
+        if mode == "dense":
+            similarity = distance
+        elif mode == "hybrid" and query_vector is not None and entity.get("dense") is not None:
+            similarity = float(
+                sum(a * b for a, b in zip(query_vector, entity["dense"], strict=False))
+            )
+        # milvus-lite reports BM25 as a negative distance; Milvus as a positive score.
+        score = abs(distance) if mode == "bm25" else distance
+        metadata = entity.get("metadata") or {}
+        return Hit(
+            chunk_id=str(raw.get("id", entity.get("id", ""))),
+            doc_id=str(entity.get("doc_id", "")),
+            kind=str(entity.get("kind", "")),
+            text=str(entity.get("text", "")),
+            score=score,
+            source=str(entity.get("source", "")),
+            section=str(entity.get("section", "")),
+            metadata=dict(metadata) if isinstance(metadata, dict) else {},
+            category=str(entity.get("category", "")),
+            position=int(entity.get("position", 0) or 0),
+            similarity=similarity,
+        )

@@ -1,0 +1,190 @@
+"""Real parts only: the bundled MiniLM model (offline), milvus-lite on a temp folder, and a
+`milvus-lite server` subprocess for the multi-client case."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Nothing may reach a model hub from the tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from app.knowledge.embedding import Embedder, load_embedder  # noqa: E402
+from app.knowledge.store import KnowledgeStore  # noqa: E402
+
+MILVUS_LITE = Path(sys.executable).parent / "milvus-lite"
+
+# A small fictional shop FAQ, written for these tests.
+FAQ_ROWS = [
+    (
+        "如何修改收货地址？",
+        "订单发货前可以在「我的订单」里修改收货地址，发货后请联系客服拦截改派。",
+        "地址写错了|能改地址吗",
+        "订单",
+    ),
+    (
+        "退款多久到账？",
+        "审核通过后退款会在1到3个工作日内原路退回。",
+        "钱什么时候退回来|退款慢",
+        "售后",
+    ),
+    ("会员积分怎么用？", "积分可以在结算时抵扣现金，100积分抵1元。", "积分有什么用", "会员"),
+    (
+        "可以开发票吗？",
+        "下单时勾选开具发票并填写抬头，电子发票会在发货后发送到邮箱。",
+        "要发票|开票",
+        "发票",
+    ),
+    ("满多少包邮？", "单笔订单满99元包邮，偏远地区除外。", "包邮吗|运费多少", "物流"),
+    (
+        "商品有保修吗？",
+        "小家电提供一年免费保修，保修期内非人为损坏免费维修。",
+        "坏了能修吗|质保多久",
+        "售后",
+    ),
+    (
+        "怎么联系人工客服？",
+        "在公众号菜单点击「联系客服」，服务时间为每天9点到21点。",
+        "人工客服|找客服",
+        "服务",
+    ),
+    (
+        "可以指定快递公司吗？",
+        "默认发中通快递，如需顺丰可在下单时选择并补差价8元。",
+        "能发顺丰吗|用什么快递",
+        "物流",
+    ),
+    (
+        "忘记密码怎么办？",
+        "在登录页点击「忘记密码」，通过绑定的手机号接收验证码后重置。",
+        "登录不上|密码忘了",
+        "账户",
+    ),
+    (
+        "How do I change my delivery address?",
+        "Before shipping, edit the address under My Orders.",
+        "wrong address",
+        "订单",
+    ),
+]
+
+POLICY_MD = """# 测试商店售后政策
+
+本政策适用于测试商店售出的全部商品。
+
+## 退货
+
+签收后七天内，商品未使用且包装完好，可以申请无理由退货。退货运费由顾客承担。
+
+### 质量问题
+
+商品存在质量问题的，退货运费由商店承担，审核通过后全额退款。
+
+## 保修
+
+小家电自签收之日起保修一年。人为损坏不在保修范围内。
+"""
+
+
+def faq_csv(rows: list[tuple[str, str, str, str]] = FAQ_ROWS) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["question", "answer", "similar_questions", "category"])
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return load_embedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture()
+def kb_dir(tmp_path: Path) -> Path:
+    """A knowledge folder with one FAQ table and one policy document."""
+    folder = tmp_path / "knowledge"
+    folder.mkdir()
+    (folder / "faq.csv").write_text(faq_csv(), encoding="utf-8")
+    (folder / "policy.md").write_text(POLICY_MD, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture()
+def store(tmp_path: Path, embedder: Embedder) -> Iterator[KnowledgeStore]:
+    s = KnowledgeStore(str(tmp_path / "milvus" / "kb.db"), "kb_test", embedder)
+    s.ensure_collection()
+    yield s
+    s.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_line(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    """Read the process' output until a line contains ``marker`` (no fixed sleeps)."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                break
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if marker in line:
+                return line
+    raise AssertionError(f"no {marker!r} within {timeout}s; output: {''.join(seen)[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`milvus-lite server` in its own process, reached over gRPC like a Milvus server."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("lite_server")
+    proc = subprocess.Popen(
+        [
+            str(MILVUS_LITE),
+            "server",
+            "--data-dir",
+            str(data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_for_line(proc, "listening", 60)
+        # Keep draining its output so a chatty server never blocks on a full pipe.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

