@@ -93,7 +93,11 @@ def run_flask(
 
 
 def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "LLM_", "MILVUS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("WECHAT_", "LLM_", "MILVUS_", "PROMETHEUS_"))
+    }
     env.update(
         DATA_DIR=str(data_dir),
         LLM_MODEL_PATH=str(TEST_MODEL),
