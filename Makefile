@@ -29,8 +29,8 @@ run: setup
 test: setup
 	bash tests/ensure_services.sh
 	$(FLASK) model pull qwen2.5-0.5b
-	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # prometheus_client reads this when the metrics module is imported: web and worker
     # processes of one deployment then add up in /metrics. (`flask serve` clears it.)
