@@ -43,7 +43,7 @@ def test_text_message_is_answered_once_from_the_knowledge(service: Service) -> N
         resp = client.post(xml)
         assert resp.status_code == 200
         assert resp.text == ""
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 4.5  # inside WeChat's 5 s (speed: bench/)
 
     answer = wait_until(lambda: _sent_to(service, openid), 180, "the answer at WeChat")
     assert "48" in answer[0]["content"], answer[0]["content"]  # FAQ: 付款后48小时内发货
