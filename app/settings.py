@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     wechat_timestamp_window_s: int = Field(300, ge=0)
     wechat_send_retries: int = Field(3, ge=0, le=10)
     wechat_http_timeout_s: float = Field(5.0, gt=0)
+    wechat_welcome: str = (
+        "您好，欢迎关注！我是智能客服，可以帮您查询发货、退换货、发票等问题。"
+        "试试直接问我：“满多少包邮？”“退款多久到账？”"
+    )
+    #: JSON object: menu EventKey -> reply text, e.g. {"CONTACT": "客服时间9:00-21:00"}
+    wechat_menu_replies: dict[str, str] = Field(default_factory=dict)
+    #: Comma-separated words with which a customer asks for a person.
+    handoff_keywords: str = "人工,转人工,人工客服,真人,客服电话,找客服"
 
     # --- stores --------------------------------------------------------------------
     database_url: str = ""
@@ -142,6 +150,10 @@ class Settings(BaseSettings):
     @property
     def wechat_configured(self) -> bool:
         return bool(self.wechat_token and self.wechat_app_id and self.wechat_app_secret)
+
+    @property
+    def handoff_words(self) -> list[str]:
+        return [w.strip() for w in self.handoff_keywords.split(",") if w.strip()]
 
     @property
     def embedded_broker(self) -> bool:

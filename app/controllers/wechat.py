@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
-from wechatpy.replies import TextReply
+from wechatpy.replies import TextReply, TransferCustomerServiceReply
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.channels.wechat.security import (
@@ -26,14 +26,13 @@ from app.channels.wechat.security import (
 )
 from app.metrics import CALLBACK_SECONDS, CALLBACKS
 from app.services import inbound
+from app.services.routing import route
 from app.settings import Settings
 
 bp = Blueprint("wechat", __name__)
 log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
-WELCOME = "您好，欢迎关注！我是智能客服，可以回答发货、退换货、发票等问题，直接发文字给我就好。"
-TEXT_ONLY = "收到啦。目前我只能读懂文字消息，请用文字描述您的问题，我马上为您解答。"
 
 
 def _settings() -> Settings:
@@ -91,7 +90,7 @@ def receive() -> Response:
     missing = [f for f in REQUIRED_FIELDS if not fields.get(f)]
     if missing:
         raise CallbackRejected(400, f"missing fields: {', '.join(missing)}")
-    message = parse_message(xml)
+    decision = route(fields, settings)
     msg_type = fields["MsgType"].lower()
     event = fields.get("Event", "").lower()
     incoming = inbound.IncomingMessage(
@@ -100,27 +99,26 @@ def receive() -> Response:
         account=fields["ToUserName"],
         customer=fields["FromUserName"],
         msg_type=f"event:{event}" if msg_type == "event" else msg_type,
-        content=fields.get("Content", "") if msg_type == "text" else "",
+        content=decision.text if decision.action in ("answer", "handoff") else "",
     )
-
-    reply_text: str | None = None
-    if msg_type == "text" and incoming.content.strip():
-        row = inbound.record(incoming)
-        if row is not None:
-            inbound.enqueue_answer(row.id)
-        outcome = "queued" if row is not None else "duplicate"
-    else:
-        if msg_type == "event":
-            reply_text = WELCOME if event == "subscribe" else None
-        else:
-            reply_text = TEXT_ONLY
-        row = inbound.record(incoming, status="answered" if reply_text else "ignored")
-        outcome = "passive" if row is not None else "duplicate"
-    CALLBACKS.labels(outcome=outcome).inc()
+    status = {"answer": "received", "reply": "answered", "handoff": "handoff"}.get(
+        decision.action, "ignored"
+    )
+    row = inbound.record(incoming, status=status)
+    if row is not None and decision.action == "answer":
+        inbound.enqueue_answer(row.id)
+    outcome = decision.action if row is not None else "duplicate"
+    CALLBACKS.labels(outcome="queued" if outcome == "answer" else outcome).inc()
     CALLBACK_SECONDS.observe(time.perf_counter() - started)
-    if reply_text is None:
-        return Response("", mimetype="text/plain")
-    return _passive_reply(settings, TextReply(content=reply_text, message=message).render())
+
+    # A retry of a passive reply gets the same reply again: the first one may have been lost.
+    if decision.action == "reply":
+        message = parse_message(xml)
+        return _passive_reply(settings, TextReply(content=decision.text, message=message).render())
+    if decision.action == "handoff":
+        message = parse_message(xml)
+        return _passive_reply(settings, TransferCustomerServiceReply(message=message).render())
+    return Response("", mimetype="text/plain")
 
 
 def _read_message(settings: Settings) -> tuple[dict[str, str], str]:
