@@ -74,5 +74,9 @@ def answer_pipeline(settings: Settings) -> AnswerPipeline:
         seed=settings.llm_seed,
     )
     return AnswerPipeline(
-        knowledge_store(settings), llm(settings), params, top_k=settings.retrieval_top_k
+        knowledge_store(settings),
+        llm(settings),
+        params,
+        top_k=settings.retrieval_top_k,
+        faq_threshold=settings.faq_direct_threshold,
     )

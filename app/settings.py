@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     # --- knowledge -----------------------------------------------------------------
     knowledge_dir: Path = PROJECT_ROOT / "knowledge"
     retrieval_top_k: int = Field(4, ge=1, le=50)
+    #: How close (0-1, character similarity) a question must be to an FAQ question or one of
+    #: its listed paraphrases for the stored answer to be sent verbatim, without the model.
+    faq_direct_threshold: float = Field(0.9, ge=0.5, le=1.01)
 
     # --- answering -----------------------------------------------------------------
     stale_message_after_s: int = Field(120, ge=10)

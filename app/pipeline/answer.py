@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from app.pipeline.postprocess import clean_answer
 from app.pipeline.prompts import build_messages
 
 FALLBACK_ANSWER = "抱歉，这个问题我暂时无法回答。您可以回复“人工”联系人工客服。"
+_NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
 
 
 class Retriever(Protocol):
@@ -30,21 +33,36 @@ class Answer:
     completion_tokens: int = 0
     retrieval_ms: float = 0.0
     generation_ms: float = 0.0
+    from_faq: bool = False
 
 
 class AnswerPipeline:
     def __init__(
-        self, retriever: Retriever, model: ChatModel, params: GenerationParams, top_k: int = 4
+        self,
+        retriever: Retriever,
+        model: ChatModel,
+        params: GenerationParams,
+        top_k: int = 4,
+        faq_threshold: float = 0.9,
     ) -> None:
         self.retriever = retriever
         self.model = model
         self.params = params
         self.top_k = top_k
+        self.faq_threshold = faq_threshold
 
     def answer(self, question: str) -> Answer:
         t0 = time.perf_counter()
         hits = list(self.retriever.search(question, top_k=self.top_k))
         t1 = time.perf_counter()
+        faq = faq_match(question, hits, self.faq_threshold)
+        if faq is not None:
+            return Answer(
+                text=faq.metadata["answer"].strip(),
+                sources=[_source(faq)],
+                retrieval_ms=(t1 - t0) * 1000,
+                from_faq=True,
+            )
         completion = self.model.chat(build_messages(question, hits), self.params)
         t2 = time.perf_counter()
         text = clean_answer(completion.text) or FALLBACK_ANSWER
@@ -56,6 +74,26 @@ class AnswerPipeline:
             retrieval_ms=(t1 - t0) * 1000,
             generation_ms=(t2 - t1) * 1000,
         )
+
+
+def _normalise(text: str) -> str:
+    return _NOISE.sub("", text).lower()
+
+
+def faq_match(question: str, hits: Sequence[Any], threshold: float) -> Any | None:
+    """The FAQ hit whose question (or a listed paraphrase) is the customer's question,
+    near enough to answer with the stored answer verbatim: instant, and nothing invented."""
+    q = _normalise(question)
+    best, best_score = None, 0.0
+    for hit in hits:
+        meta = getattr(hit, "metadata", None) or {}
+        if not (q and meta.get("question") and meta.get("answer")):
+            continue
+        for candidate in [meta["question"], *(meta.get("similar_questions") or [])]:
+            score = difflib.SequenceMatcher(None, q, _normalise(candidate)).ratio()
+            if score > best_score:
+                best, best_score = hit, score
+    return best if best_score >= threshold else None
 
 
 def _source(hit: Any) -> dict[str, Any]:
