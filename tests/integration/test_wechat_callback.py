@@ -17,7 +17,8 @@ from app.simulator.callback_client import CallbackClient
 from app.store import InboundMessage
 from tests.support import WECHAT, free_port
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "wechat" / "fixtures" / "mp"
+# WeChat documentation samples as collected in wechatpy's tests (MIT, see LICENSE there).
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wechat" / "mp"
 OFFICIAL = {
     "token": "spamtest",
     "aes": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
