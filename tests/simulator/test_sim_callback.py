@@ -21,7 +21,7 @@ from app.simulator import messages
 from app.simulator.api import ServerHandle, serve_in_thread
 from app.simulator.callback_client import CallbackClient, InvalidReply, wechat_signature
 
-FIXTURES = Path("/work/shared/wechat/fixtures/mp")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wechat" / "mp"
 
 # Official WXBizMsgCrypt sample (shared/wechat/test-vectors.md).
 TOKEN = "spamtest"
