@@ -38,27 +38,45 @@ class TokenHolder:
         self.app_id = app_id
         self._fetch = fetch
         self._lock_dir = lock_dir
+        # refreshed_at of the row each token handed out came from: a refresh by another
+        # process can return the very same token (stable_token does until shortly before
+        # expiry), so the token alone cannot tell whether someone refreshed meanwhile.
+        self._seen: dict[str, datetime] = {}
 
     def get(self) -> str:
         row = db.session.get(AccessToken, self.app_id)
         if row is not None and self._fresh(row):
+            self._seen[row.token] = row.refreshed_at
             return row.token
+        # Read the expiring row before the rollback: that expires `row`, and reading it
+        # afterwards could return a token another process has just refreshed, which
+        # _refresh would then take for the stale one and force-refresh for nothing.
+        stale = (row.token, row.refreshed_at) if row is not None else (None, None)
         db.session.rollback()
-        return self._refresh(stale=row.token if row else None)
+        return self._refresh(*stale)
 
     def invalidate(self, token: str) -> str:
         """WeChat rejected `token`: returns a working one, refreshing at most once."""
-        return self._refresh(stale=token)
+        return self._refresh(token, self._seen.get(token))
 
     def _fresh(self, row: AccessToken) -> bool:
         return bool(row.token) and _aware(row.expires_at) - EXPIRY_MARGIN > datetime.now(UTC)
 
-    def _refresh(self, stale: str | None) -> str:
+    def _refresh(self, stale: str | None, seen_refreshed_at: datetime | None) -> str:
         with self._lock():
             db.session.expire_all()
             row = db.session.get(AccessToken, self.app_id)
-            if row is not None and row.token != stale and self._fresh(row):
-                return row.token  # another process refreshed while we waited
+            if (
+                row is not None
+                and self._fresh(row)
+                and (
+                    row.token != stale
+                    or (seen_refreshed_at is not None and row.refreshed_at != seen_refreshed_at)
+                )
+            ):
+                # Another process refreshed while we waited, perhaps to the same token.
+                self._seen[row.token] = row.refreshed_at
+                return row.token
             # stable_token returns the same token until shortly before expiry; force only
             # when WeChat itself rejected the one it keeps handing out.
             token, expires_in = self._fetch(False)
@@ -72,6 +90,7 @@ class TokenHolder:
             row.expires_at = now + timedelta(seconds=expires_in)
             row.refreshed_at = now
             db.session.commit()
+            self._seen[token] = row.refreshed_at
             log.info("refreshed WeChat access token for %s", self.app_id)
             return token
 
