@@ -114,3 +114,59 @@ def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 def healthy(url: str) -> bool:
     return requests.get(url + "/healthz", timeout=5).status_code == 200
+
+
+def start_service(
+    processes: Processes,
+    env: dict[str, str],
+    name: str,
+    *,
+    web_workers: int = 2,
+    concurrency: int = 1,
+) -> str:
+    """Migrates, indexes the knowledge, starts gunicorn and a Celery worker (both queues)
+    exactly as production runs them, and returns the URL once /healthz says 200."""
+    for step in (["db", "upgrade"], ["kb", "ingest"]):
+        done = run_flask(step, env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    port = free_port()
+    processes.start(
+        f"{name}-web",
+        [
+            str(BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(web_workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "app.wsgi:app",
+        ],
+        env,
+    )
+    processes.start(
+        f"{name}-worker",
+        [
+            str(BIN / "celery"),
+            "-A",
+            "app.worker",
+            "worker",
+            "-Q",
+            "llm,default",
+            "-c",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+        ],
+        env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: healthy(url), 120, "healthz 200")
+    except TimeoutError as exc:
+        raise AssertionError(
+            f"{name} did not become healthy:\n" + processes.log(f"{name}-web")[-3000:]
+        ) from exc
+    return url

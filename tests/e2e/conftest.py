@@ -14,15 +14,11 @@ from app.simulator.api import create_simulator_app
 from app.simulator.server import serve_in_thread
 from app.simulator.state import WeChatAPISimulator
 from tests.support import (
-    BIN,
     TEST_MODEL,
     WECHAT,
     Processes,
     base_env,
-    free_port,
-    healthy,
-    run_flask,
-    wait_until,
+    start_service,
 )
 
 
@@ -71,49 +67,9 @@ def service(
         WECHAT_API_BASE_URL=sim_url,
         STALE_MESSAGE_AFTER_S="30",
     )
-    for step in (["db", "upgrade"], ["kb", "ingest"]):
-        done = run_flask(step, env)
-        assert done.returncode == 0, done.stdout + done.stderr
-    port = free_port()
-    processes.start(
-        "web",
-        [
-            str(BIN / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
-            "app.wsgi:app",
-        ],
-        env,
-    )
-    processes.start(
-        "worker",
-        [
-            str(BIN / "celery"),
-            "-A",
-            "app.worker",
-            "worker",
-            "-Q",
-            "llm,default",
-            "-c",
-            "1",
-            "--loglevel",
-            "INFO",
-        ],
-        env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: healthy(url), 120, "healthz 200")
-    except TimeoutError:
-        pytest.fail("service did not become healthy:\n" + processes.log("web")[-3000:])
+    url = start_service(processes, env, "e2e")
     engine = sa.create_engine(pg_url)
     yield Service(url, env, sim, engine, processes)
     engine.dispose()
-    processes.stop("web")
-    processes.stop("worker")
+    processes.stop("e2e-web")
+    processes.stop("e2e-worker")

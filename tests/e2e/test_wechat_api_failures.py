@@ -33,15 +33,12 @@ from app.simulator.callback_client import CallbackClient
 from app.simulator.server import serve_in_thread
 from app.simulator.state import WeChatAPISimulator
 from tests.support import (
-    BIN,
     ROOT,
     TEST_MODEL,
     WECHAT,
     Processes,
     base_env,
-    free_port,
-    healthy,
-    run_flask,
+    start_service,
     wait_until,
 )
 
@@ -245,50 +242,10 @@ def svc(
         LLM_N_THREADS="1",
         OMP_NUM_THREADS="1",
     )
-    for step in (["db", "upgrade"], ["kb", "ingest"]):
-        done = run_flask(step, env)
-        assert done.returncode == 0, done.stdout + done.stderr
-    port = free_port()
-    processes.start(
-        "failures-web",
-        [
-            str(BIN / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
-            "app.wsgi:app",
-        ],
-        env,
-    )
-    processes.start(
-        "failures-worker",
-        [
-            str(BIN / "celery"),
-            "-A",
-            "app.worker",
-            "worker",
-            "-Q",
-            "llm,default",
-            "-c",
-            str(WORKERS),
-            "--loglevel",
-            "INFO",
-        ],
-        env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    url = start_service(processes, env, "failures", web_workers=1, concurrency=WORKERS)
     engine = sa.create_engine(pg_url)
     service = FailService(url, env, sim, clock, wire, engine, processes, {})
     try:
-        try:
-            wait_until(lambda: healthy(url), 120, "healthz 200")
-        except TimeoutError:
-            pytest.fail("service did not become healthy:\n" + processes.log("failures-web")[-3000:])
         # One message per worker process at once: every process loads its model now, and
         # the first token is fetched by one of them only.
         openids = [_openid() for _ in range(WORKERS)]
