@@ -124,9 +124,7 @@ def say(text: str, from_user: str, tries: int, wait: float, **opts: Any) -> None
 )
 @click.option("--timeout", default=120.0, show_default=True, help="seconds to wait for the answer")
 @click.argument("text")
-def simulate(
-    text: str, from_user: str, simulator_url: str, timeout: float, **opts: Any
-) -> None:
+def simulate(text: str, from_user: str, simulator_url: str, timeout: float, **opts: Any) -> None:
     """Be a customer: send TEXT as WeChat does and print the answer the service sends back."""
     from .remote import RemoteSimulator
 
