@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from app.settings import Settings
 
 if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
     from app.knowledge.store import KnowledgeStore
     from app.llm.engine import LlamaEngine
     from app.pipeline.answer import AnswerPipeline
@@ -45,6 +47,17 @@ def knowledge_store(settings: Settings) -> KnowledgeStore:
         return store
 
     return _once(f"kb:{settings.milvus_uri}:{settings.milvus_collection}", make)  # type: ignore[return-value]
+
+
+def milvus_client(settings: Settings) -> MilvusClient:
+    """A bare client for cheap checks (health) where the embedder is not needed."""
+
+    def make() -> MilvusClient:
+        from pymilvus import MilvusClient
+
+        return MilvusClient(uri=settings.milvus_uri, token=settings.milvus_token, timeout=2)
+
+    return _once(f"milvus:{settings.milvus_uri}", make)  # type: ignore[return-value]
 
 
 def llm(settings: Settings) -> LlamaEngine:

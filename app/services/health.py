@@ -37,18 +37,15 @@ def check_broker(settings: Settings) -> str:
 
 
 def check_milvus(settings: Settings) -> str:
-    from pymilvus import MilvusClient
+    from app.resources import milvus_client
 
-    client = MilvusClient(uri=settings.milvus_uri, token=settings.milvus_token, timeout=2)
-    try:
-        if not client.has_collection(settings.milvus_collection):
-            raise RuntimeError(
-                f"collection {settings.milvus_collection!r} missing (run `flask kb ingest`)"
-            )
-        stats = client.get_collection_stats(settings.milvus_collection)
-        return f"{stats.get('row_count', '?')} chunks"
-    finally:
-        client.close()
+    client = milvus_client(settings)
+    if not client.has_collection(settings.milvus_collection, timeout=2):
+        raise RuntimeError(
+            f"collection {settings.milvus_collection!r} missing (run `flask kb ingest`)"
+        )
+    stats = client.get_collection_stats(settings.milvus_collection, timeout=2)
+    return f"{stats.get('row_count', '?')} chunks"
 
 
 def check_model(settings: Settings) -> str:
