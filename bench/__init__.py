@@ -1,0 +1,1 @@
+"""Benchmarks of the running service (see RESULTS.md for the recorded figures)."""
