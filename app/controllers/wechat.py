@@ -104,10 +104,10 @@ def receive() -> Response:
     status = {"answer": "received", "reply": "answered", "handoff": "handoff"}.get(
         decision.action, "ignored"
     )
-    row = inbound.record(incoming, status=status)
-    if row is not None and decision.action == "answer":
-        inbound.enqueue_answer(row.id)
-    outcome = decision.action if row is not None else "duplicate"
+    message_id = inbound.record(incoming, status=status)
+    if message_id is not None and decision.action == "answer":
+        inbound.enqueue_answer(message_id)
+    outcome = decision.action if message_id is not None else "duplicate"
     CALLBACKS.labels(outcome="queued" if outcome == "answer" else outcome).inc()
     CALLBACK_SECONDS.observe(time.perf_counter() - started)
 
