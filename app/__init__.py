@@ -17,6 +17,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from app.pipeline.privacy import install_log_masking
+
+    install_log_masking()  # phone, card and ID numbers never reach a log
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # prometheus_client reads this when the metrics module is imported: web and worker
     # processes of one deployment then add up in /metrics. (`flask serve` clears it.)
@@ -27,6 +30,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        # Staff sign-in cookie (app/controllers/auth.py): not sent on cross-site POSTs.
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
     )

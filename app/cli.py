@@ -11,50 +11,295 @@ from flask.cli import AppGroup
 
 from app.settings import Settings
 
-kb = AppGroup("kb", help="Knowledge base: ingest and search.")
+kb = AppGroup("kb", help="Knowledge base: upload, list, delete, replace, search, reindex.")
 model = AppGroup("model", help="Chat model files.")
+user = AppGroup("user", help="Staff accounts for the knowledge pages and API.")
+apikey = AppGroup("apikey", help="API keys for Dify (tools, external knowledge, /v1).")
 
 
 def _settings() -> Settings:
     return current_app.extensions["settings"]
 
 
-@kb.command("ingest")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--prune", is_flag=True, help="Also remove documents no longer in the folder.")
-@click.option("--if-empty", is_flag=True, help="Only ingest when the knowledge base is empty.")
-def kb_ingest(directory: Path | None, prune: bool, if_empty: bool) -> None:
-    """Index KNOWLEDGE_DIR (or --dir) into Milvus; unchanged documents are skipped."""
-    from app import resources
-    from app.services import knowledge
+def _actor(name: str | None) -> str:
+    import getpass
 
-    settings = _settings()
-    store = resources.knowledge_store(settings)
-    if if_empty and store.count() > 0:
-        click.echo(f"knowledge base already has {store.count()} chunks; skipping ingest")
-        return
-    report = knowledge.ingest(store, directory or settings.knowledge_dir, prune=prune)
+    return name or f"cli:{getpass.getuser()}"
+
+
+def _store():  # noqa: ANN202 - KnowledgeStore
+    from app import resources
+
+    return resources.knowledge_store(_settings())
+
+
+def _kb_errors():  # noqa: ANN202 - the exceptions a kb command reports without a traceback
+    from app.knowledge.sources import BadFile
+    from app.knowledge.store import KnowledgeStoreError
+    from app.services.knowledge import Conflict, NotFound
+    from app.services.reindex import ReindexBusy
+
+    return (BadFile, KnowledgeStoreError, Conflict, NotFound, ReindexBusy, NotADirectoryError)
+
+
+def _print_reports(items: list) -> int:  # noqa: ANN001
     failed = 0
-    for item in report.documents:
+    for item in items:
         click.echo(
             f"{item.status:>9}  {item.chunks:>4} chunks  {item.source}"
             + (f"  ({item.message})" if item.message else "")
         )
         failed += item.status == "failed"
+    return failed
+
+
+@kb.command("ingest")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--prune", is_flag=True, help="Also remove documents no longer in the folder.")
+@click.option("--if-empty", is_flag=True, help="Only ingest when the knowledge base is empty.")
+@click.option("--as", "as_user", help="Name recorded in the audit log.")
+def kb_ingest(directory: Path | None, prune: bool, if_empty: bool, as_user: str | None) -> None:
+    """Index KNOWLEDGE_DIR (or --dir); unchanged documents are skipped by content hash."""
+    from app.services import knowledge
+
+    settings = _settings()
+    store = _store()
+    try:
+        if if_empty and store.count() > 0:
+            click.echo(f"knowledge base already has {store.count()} chunks; skipping ingest")
+            return
+        report = knowledge.ingest_folder(
+            store,
+            directory or settings.knowledge_dir,
+            settings=settings,
+            actor=_actor(as_user),
+            prune=prune,
+        )
+    except _kb_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    failed = _print_reports(report.documents)
     click.echo(f"{store.count()} chunks in collection {settings.milvus_collection!r}")
     if failed:
         sys.exit(1)
 
 
+@kb.command("upload")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--category", default="", help="Category of the uploaded documents.")
+@click.option("--replace", is_flag=True, help="Replace documents of the same name.")
+@click.option("--as", "as_user", help="Name recorded in the audit log.")
+def kb_upload(files: tuple[Path, ...], category: str, replace: bool, as_user: str | None) -> None:
+    """Add documents (FAQ csv/xlsx, docx, pdf, md, txt, html, images) and index them now."""
+    from app.services import knowledge
+
+    settings = _settings()
+    store = _store()
+    failed = 0
+    for path in files:
+        try:
+            if not path.is_file():
+                raise knowledge.BadFile(f"{path}: no such file")
+            data = path.read_bytes()
+            doc_id = knowledge.make_doc_id(knowledge.clean_filename(path.name))
+            if replace and knowledge.exists(doc_id):
+                version = knowledge.replace_document(
+                    doc_id, data, path.name, actor=_actor(as_user), settings=settings
+                )
+            else:
+                version = knowledge.add_document(
+                    data, path.name, actor=_actor(as_user), settings=settings, category=category
+                )
+            outcome = knowledge.index_version(version.id, store, settings)
+        except _kb_errors() as exc:
+            click.echo(f"   failed  {path.name}: {exc}", err=True)
+            failed += 1
+            continue
+        doc = knowledge.get_document(version.document_id)
+        click.echo(
+            f"{outcome:>9}  {doc.chunk_count:>4} chunks  {doc.id}  (version {version.number})"
+            + (f"  {doc.error}" if doc.error else "")
+        )
+        failed += outcome != "indexed"
+    if failed:
+        sys.exit(1)
+
+
+@kb.command("replace")
+@click.argument("doc_id")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "as_user", help="Name recorded in the audit log.")
+def kb_replace(doc_id: str, file: Path, as_user: str | None) -> None:
+    """Replace DOC_ID with FILE; the old version serves until the new one is indexed."""
+    from app.services import knowledge
+
+    settings = _settings()
+    try:
+        version = knowledge.replace_document(
+            doc_id, file.read_bytes(), file.name, actor=_actor(as_user), settings=settings
+        )
+        outcome = knowledge.index_version(version.id, _store(), settings)
+    except _kb_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    doc = knowledge.get_document(doc_id)
+    click.echo(f"{outcome}: {doc_id} version {doc.version} serves, {doc.chunk_count} chunks")
+    if outcome != "indexed":
+        raise click.ClickException(doc.error)
+
+
+@kb.command("delete")
+@click.argument("doc_ids", nargs=-1, required=True)
+@click.option("--as", "as_user", help="Name recorded in the audit log.")
+def kb_delete(doc_ids: tuple[str, ...], as_user: str | None) -> None:
+    """Delete documents and every one of their vectors."""
+    from app.services import knowledge
+
+    for doc_id in doc_ids:
+        try:
+            removed = knowledge.delete_document(
+                doc_id, actor=_actor(as_user), store=_store(), settings=_settings()
+            )
+        except _kb_errors() as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"deleted {doc_id} ({removed} chunks)")
+
+
+@kb.command("list")
+@click.option(
+    "--status", help="Only documents in this state (queued, processing, indexed, failed)."
+)
+def kb_list(status: str | None) -> None:
+    """Documents with their status, progress and version."""
+    from app.services import knowledge
+
+    docs = knowledge.list_documents(status=status)
+    for doc in docs:
+        state = doc.status if doc.status != "processing" else f"{doc.status} {doc.progress}%"
+        click.echo(
+            f"{state:>15}  v{doc.version:<3} {doc.chunk_count:>5} chunks  {doc.category or '-':<8}"
+            f"  {doc.id}" + (f"  ({doc.error})" if doc.error else "")
+        )
+    click.echo(f"{len(docs)} documents")
+
+
 @kb.command("search")
 @click.argument("query")
 @click.option("-k", "top_k", default=5, show_default=True)
-def kb_search(query: str, top_k: int) -> None:
+@click.option("--category", help="Only passages of this category.")
+@click.option("--document", "doc_id", help="Only passages of this document id.")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default="hybrid")
+def kb_search(query: str, top_k: int, category: str | None, doc_id: str | None, mode: str) -> None:
     """Show the passages a question retrieves, with scores and sources."""
-    from app import resources
+    from app.services import knowledge
 
-    for hit in resources.knowledge_store(_settings()).search(query, top_k=top_k):
-        click.echo(f"{hit.score:.4f}  {hit.source}  {hit.text[:80]!r}")
+    try:
+        hits = knowledge.search(
+            _store(), query, top_k=top_k, category=category, doc_id=doc_id, mode=mode
+        )
+    except _kb_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    for hit in hits:
+        page = hit.metadata.get("page")
+        where = (
+            hit.source
+            + (f" p.{page}" if page else "")
+            + (f" § {hit.section}" if hit.section else "")
+        )
+        click.echo(f"{hit.score:.4f}  {where}  {hit.text[:80]!r}")
+
+
+@kb.command("reindex")
+@click.option("--full", is_flag=True, help="Parse and embed every document again.")
+@click.option("--as", "as_user", help="Name recorded in the audit log.")
+def kb_reindex(full: bool, as_user: str | None) -> None:
+    """Blue/green rebuild: a new collection, verified, then the alias switched to it."""
+    from app.services.reindex import reindex
+
+    bar = click.progressbar(length=1, label="reindexing", show_pos=True, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.length = max(total, 1)
+        bar.update(done - bar.pos)
+
+    try:
+        with bar:
+            run = reindex(
+                _store(), _settings(), full=full, actor=_actor(as_user), progress=progress
+            )
+    except _kb_errors() as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{run.status}: {run.total} documents ({run.reused} reused, {run.rebuilt} rebuilt, "
+        f"{run.failed} failed), {run.chunks} chunks in {run.collection}"
+    )
+    if run.status == "failed":
+        raise click.ClickException(run.error)
+
+
+@kb.command("audit")
+@click.option("-n", "limit", default=30, show_default=True)
+def kb_audit(limit: int) -> None:
+    """Recent changes and who made them."""
+    from app.services import audit
+
+    for entry in audit.recent(limit):
+        click.echo(
+            f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor:<16} {entry.action:<12} {entry.target}"
+        )
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["staff", "admin"]), default="staff", show_default=True)
+@click.password_option(
+    help="Prompted for when not given (or set KB_NEW_PASSWORD).", envvar="KB_NEW_PASSWORD"
+)
+def user_create(username: str, role: str, password: str) -> None:
+    """Create a staff or admin account for the knowledge pages and API."""
+    from app.services import users
+
+    try:
+        users.create_user(username, password, role, actor=_actor(None))
+    except users.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {role} {username}")
+
+
+@user.command("passwd")
+@click.argument("username")
+@click.password_option(envvar="KB_NEW_PASSWORD")
+def user_passwd(username: str, password: str) -> None:
+    """Set a user's password (signs out their sessions)."""
+    from app.services import users
+
+    try:
+        users.set_password(username, password, actor=_actor(None))
+    except users.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"password of {username} changed")
+
+
+@user.command("disable")
+@click.argument("username")
+@click.option("--enable", is_flag=True, help="Enable the account again instead.")
+def user_disable(username: str, enable: bool) -> None:
+    """Stop (or, with --enable, restore) a user's access."""
+    from app.services import users
+
+    try:
+        users.set_active(username, enable, actor=_actor(None))
+    except users.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{username} {'enabled' if enable else 'disabled'}")
+
+
+@user.command("list")
+def user_list() -> None:
+    """Accounts with their role and last login."""
+    from app.services import users
+
+    for u in users.all_users():
+        last = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
+        click.echo(f"{u.username:<24} {u.role:<6} {'active' if u.active else 'disabled':<9} {last}")
 
 
 @model.command("list")
@@ -116,12 +361,56 @@ def serve(host: str, port: int, web_workers: int, llm_workers: int, simulator_po
     )
 
 
+@apikey.command("create")
+@click.argument("name")
+def apikey_create(name: str) -> None:
+    """Create a key named NAME and print it (shown this once only)."""
+    from app.services import apikeys
+
+    try:
+        row, plaintext = apikeys.create(name)
+    except apikeys.ApiKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created API key {row.id} ({row.name}); copy it now, it is not shown again:")
+    click.echo(plaintext)
+
+
+@apikey.command("list")
+def apikey_list() -> None:
+    """List keys: id, prefix, name, created, revoked."""
+    from app.services import apikeys
+
+    rows = apikeys.list_keys()
+    if not rows:
+        click.echo("no API keys (create one with `flask apikey create NAME`)")
+    for r in rows:
+        state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
+        click.echo(f"{r.id:>4}  {r.prefix}…  {state:<24}  {r.created_at:%Y-%m-%d}  {r.name}")
+
+
+@apikey.command("revoke")
+@click.argument("key_id")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke a key by id (or its shown prefix); requests with it get 401 at once."""
+    from app.services import apikeys
+
+    try:
+        row = apikeys.revoke(key_id)
+    except apikeys.ApiKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"revoked API key {row.id} ({row.name})")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(kb)
+    app.cli.add_command(apikey)
     app.cli.add_command(model)
+    app.cli.add_command(user)
     app.cli.add_command(serve)
     try:
         from app.simulator.cli import wechat
+        from app.simulator.wecom_cli import wecom
     except ImportError:  # the simulator is optional tooling
         return
     app.cli.add_command(wechat)
+    app.cli.add_command(wecom)

@@ -9,7 +9,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase
 
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import PROJECT_ROOT, Settings, cron_schedule
 
 
 class Base(DeclarativeBase):
@@ -82,6 +82,7 @@ def celery_config(settings: Settings) -> dict:
         "task_default_queue": "default",
         "task_routes": {
             "app.tasks.answer_message": {"queue": "llm"},
+            "app.tasks.llm_api_job": {"queue": "llm"},
             "app.tasks.sweep_unanswered": {"queue": "default"},
         },
         "beat_schedule": {
@@ -90,6 +91,15 @@ def celery_config(settings: Settings) -> dict:
         "imports": ["app.tasks"],
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
     }
+    # Knowledge base (issue 4): indexing and reindex run on the default queue.
+    conf["task_routes"]["app.tasks.index_document"] = {"queue": "default"}
+    conf["task_routes"]["app.tasks.reindex_knowledge"] = {"queue": "default"}
+    if settings.kb_reindex_cron:
+        conf["beat_schedule"]["kb-reindex"] = {
+            "task": "app.tasks.reindex_knowledge",
+            "schedule": cron_schedule(settings.kb_reindex_cron),
+            "kwargs": {"trigger": "beat"},
+        }
     if settings.embedded_broker:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # kombu's SQLAlchemy transport hands every transport option to create_engine, so

@@ -24,6 +24,14 @@ CALLBACK_SECONDS = Histogram(
     "Time to acknowledge a WeChat callback",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+WECOM_CALLBACKS = Counter(
+    "wecom_callbacks_total", "WeCom callback requests by outcome", ["outcome"]
+)
+WECOM_CALLBACK_SECONDS = Histogram(
+    "wecom_callback_seconds",
+    "Time to acknowledge a WeCom callback",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 ANSWERS = Counter("answers_total", "Customer messages answered, by outcome", ["outcome"])
 ANSWER_SECONDS = Histogram(
     "answer_generation_seconds",

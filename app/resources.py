@@ -1,4 +1,4 @@
-"""The one place that creates heavy objects (model, embedder, Milvus client), once per process.
+"""The one place that creates heavy objects (model, embedder, Milvus client, OCR), once per process.
 
 They are created lazily so the web process never loads the chat model and a Celery
 prefork child creates its own after the fork.
@@ -15,10 +15,15 @@ if TYPE_CHECKING:
     from pymilvus import MilvusClient
 
     from app.knowledge.store import KnowledgeStore
-    from app.llm.engine import LlamaEngine
+    from app.llm.engine import GenerationParams, LlamaEngine
+    from app.ocr import OcrEngine
     from app.pipeline.answer import AnswerPipeline
+    from app.safety.ratelimit import WindowCounter
 
 _lock = threading.Lock()
+
+#: gRPC channel options that send no keepalive pings while no call is running.
+IDLE_QUIET_GRPC = {"grpc.keepalive_permit_without_calls": False}
 _objects: dict[str, object] = {}
 
 
@@ -43,6 +48,8 @@ def knowledge_store(settings: Settings) -> KnowledgeStore:
             settings.milvus_collection,
             load_embedder(settings.embedding_model, cache_dir=settings.models_dir),
             token=settings.milvus_token,
+            # Readers and writers go through the alias; a reindex swaps what it names.
+            aliased=True,
         )
         return store
 
@@ -55,7 +62,19 @@ def milvus_client(settings: Settings) -> MilvusClient:
     def make() -> MilvusClient:
         from pymilvus import MilvusClient
 
-        return MilvusClient(uri=settings.milvus_uri, token=settings.milvus_token, timeout=2)
+        # Kept apart from the knowledge store's connection (the store is made later, at the
+        # first search). pymilvus pings every 10 s even while idle; milvus-lite answers that
+        # with GOAWAY (too_many_pings) after a while, and a client created then on the same
+        # connection (pymilvus shares one per address; gRPC shares the socket when the
+        # channel options match) fails to connect: every search of the process got a 503.
+        # A dedicated client that does not ping while idle leaves the store a fresh one.
+        return MilvusClient(
+            uri=settings.milvus_uri,
+            token=settings.milvus_token,
+            timeout=2,
+            dedicated=True,
+            grpc_options=IDLE_QUIET_GRPC,
+        )
 
     return _once(f"milvus:{settings.milvus_uri}", make)  # type: ignore[return-value]
 
@@ -71,25 +90,77 @@ def llm(settings: Settings) -> LlamaEngine:
             n_gpu_layers=settings.llm_n_gpu_layers,
             n_threads=settings.llm_n_threads,
             seed=settings.llm_seed,
+            n_parallel=settings.llm_parallel,
+            flash_attn=settings.llm_flash_attn,
         )
 
     return _once(f"llm:{settings.llm_model_path}", make)  # type: ignore[return-value]
 
 
-def answer_pipeline(settings: Settings) -> AnswerPipeline:
-    from app.llm.engine import GenerationParams
-    from app.pipeline.answer import AnswerPipeline
+class _ModelOnFirstUse:
+    """The chat model, loaded when the first answer needs it: a web process that only
+    looks up FAQ answers never loads it."""
 
-    params = GenerationParams(
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(llm(self._settings), name)
+
+
+def generation_params(settings: Settings) -> GenerationParams:
+    from app.llm.engine import GenerationParams
+
+    return GenerationParams(
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
         top_p=settings.llm_top_p,
         seed=settings.llm_seed,
+        time_budget_s=settings.llm_time_budget_s,
     )
+
+
+def answer_pipeline(settings: Settings, *, with_memory: bool = True) -> AnswerPipeline:
+    """The answer pipeline of this process. Conversation memory lives in the database, so
+    it needs the app context (Celery tasks and requests have one)."""
+    from app.pipeline.answer import REFUSAL_TEXT, AnswerPipeline
+    from app.pipeline.sensitive import load_filter
+
+    memory = None
+    if with_memory and settings.memory_turns > 0:
+        from app.extensions import db
+        from app.pipeline.memory import SqlMemory
+
+        memory = SqlMemory(db.engine, turns=settings.memory_turns, ttl_s=settings.memory_ttl_s)
     return AnswerPipeline(
         knowledge_store(settings),
-        llm(settings),
-        params,
+        _ModelOnFirstUse(settings),  # type: ignore[arg-type]
+        generation_params(settings),
         top_k=settings.retrieval_top_k,
         faq_threshold=settings.faq_direct_threshold,
+        memory=memory,
+        sensitive=load_filter(settings.sensitive_words_file),
+        min_support=settings.answer_min_support,
+        refusal_text=settings.answer_refusal_text or REFUSAL_TEXT,
+        n_ctx=settings.llm_n_ctx,
     )
+
+
+def ocr_engine(settings: Settings) -> OcrEngine:
+    """One RapidOCR engine per process (its ONNX models load in about a second)."""
+
+    def make() -> OcrEngine:
+        from app.ocr import OcrEngine
+
+        return OcrEngine(max_pixels=settings.ocr_max_pixels)
+
+    return _once("ocr", make)  # type: ignore[return-value]
+
+
+def rate_counter(settings: Settings) -> WindowCounter:
+    """Per-customer message counts: Redis when the broker is Redis, else the database."""
+    from app.safety.ratelimit import counter_for
+
+    return _once(
+        f"rate:{settings.celery_broker_url}", lambda: counter_for(settings.celery_broker_url)
+    )  # type: ignore[return-value]

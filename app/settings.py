@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +62,27 @@ class Settings(BaseSettings):
     #: Comma-separated words with which a customer asks for a person.
     handoff_keywords: str = "人工,转人工,人工客服,真人,客服电话,找客服"
 
+    # --- WeCom (企业微信) self-built app channel (issue 3, WeCom) ---------------------
+    #: The app's callback Token and EncodingAESKey (接收消息 settings); WeCom always encrypts.
+    wecom_token: str = ""
+    wecom_aes_key: str = Field("", validate_default=True)
+    #: 企业ID: the receiveid every callback is encrypted for, and gettoken's corpid.
+    wecom_corp_id: str = Field("", validate_default=True)
+    wecom_agent_id: str = Field("", validate_default=True)
+    wecom_secret: str = Field("", validate_default=True)
+    wecom_api_base_url: str = "https://qyapi.weixin.qq.com"
+    #: Self-built apps cannot transfer to a customer-service queue: this is said instead.
+    wecom_handoff_reply: str = "好的，已为您通知人工客服，请稍候，同事会尽快与您联系。"
+
+    # --- rate limiting and flood protection (issue 3) ------------------------------
+    #: Questions a customer may send per window before getting RATE_LIMIT_REPLY (0 = off).
+    rate_limit_messages: int = Field(10, ge=0)
+    rate_limit_window_s: int = Field(60, ge=1, le=86400)
+    rate_limit_reply: str = "您发送得有点快，我正在逐条处理。请稍等一分钟再发新的问题，谢谢理解！"
+    #: Unanswered questions (all customers) above which new ones get FLOOD_REPLY (0 = off).
+    flood_max_backlog: int = Field(200, ge=0)
+    flood_reply: str = "现在咨询的人比较多，我暂时忙不过来。请过几分钟再问我一次，给您添麻烦了！"
+
     # --- stores --------------------------------------------------------------------
     database_url: str = ""
     celery_broker_url: str = ""
@@ -87,10 +108,121 @@ class Settings(BaseSettings):
     #: its listed paraphrases for the stored answer to be sent verbatim, without the model.
     faq_direct_threshold: float = Field(0.9, ge=0.5, le=1.01)
 
+    # --- Dify integration: tool API, External Knowledge API, OpenAI-compatible API ---
+    #: Largest JSON body the tool, retrieval and chat endpoints accept.
+    api_max_body_bytes: int = Field(256 * 1024, ge=1024)
+    #: Largest image the OCR tool accepts (upload or download).
+    tools_max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    #: Let the OCR tool download from loopback addresses (tests, single-host demos only).
+    tools_fetch_allow_loopback: bool = False
+    #: Wall-clock budget of one answer from the answer tool; Dify gives up after 60 s.
+    tools_answer_budget_s: float = Field(40.0, gt=1, le=55)
+    #: Model id served at /v1; "<id>-rag" answers from the knowledge base.
+    openai_model_name: str = Field("local-llm", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
+    #: Where /v1 and the answer tool generate: "queue" (the Celery llm worker, streamed back
+    #: through Redis), "inprocess" (the web process loads the model once), "auto" (queue when
+    #: the broker is Redis).
+    llm_api_mode: Literal["auto", "queue", "inprocess"] = "auto"
+
+    @model_validator(mode="after")
+    def _queue_needs_redis(self) -> Settings:
+        if self.llm_api_mode == "queue" and not self.celery_broker_url.startswith(
+            ("redis://", "rediss://")
+        ):
+            raise ValueError(
+                "LLM_API_MODE=queue streams tokens back through Redis: set CELERY_BROKER_URL "
+                "to a redis:// URL, or use LLM_API_MODE=inprocess"
+            )
+        return self
+
     # --- answering -----------------------------------------------------------------
     stale_message_after_s: int = Field(120, ge=10)
 
-    @field_validator("wechat_token")
+    # --- WeChat delivery: reply modes, images, bounded retries (issue 3) -----------
+    #: async: empty acknowledgement, then the customer-service API (verified accounts);
+    #: passive: the answer rides on the reply to WeChat's callback (unverified accounts).
+    wechat_reply_mode: Literal["async", "passive"] = "async"
+    #: Passive mode: how long each of WeChat's three tries is held waiting for the answer.
+    wechat_passive_wait_s: float = Field(4.5, ge=0.5, le=4.8)
+    #: Passive mode: tries held at once per web process; keep it below gunicorn's --threads
+    #: so acknowledgements always find a free thread. Beyond it a try is not held: the
+    #: reply says the answer is on its way (it comes with the customer's next message).
+    wechat_passive_max_held: int = Field(6, ge=1, le=1000)
+    #: Passive mode: the reply to the third try when the answer is still being written.
+    wechat_passive_pending_text: str = Field(
+        "您的问题我正在认真查询，答案马上就好。稍后请给我发一条任意消息（比如“1”），"
+        "我就把答案发给您。",
+        min_length=1,
+    )
+    #: Answer FAQ hits in the web process (the FAQ match over an in-memory copy of the FAQ
+    #: entries, no model) as the passive reply of the first request, in both modes.
+    wechat_instant_faq: bool = True
+    #: Show "typing" to the customer while the model writes (async mode).
+    wechat_typing: bool = True
+    wechat_media_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    #: Text the customer sent this many seconds before an image is read with it.
+    wechat_image_context_s: int = Field(120, ge=0)
+    ocr_max_pixels: int = Field(40_000_000, ge=10_000)
+    #: Runs of the answer task (Celery retries and sweeps together) before a message fails.
+    answer_max_attempts: int = Field(5, ge=1, le=50)
+    #: First Celery retry delay after a failure; doubles each time, at most 300 s.
+    answer_retry_backoff_s: float = Field(5.0, gt=0)
+
+    # --- knowledge base: uploads, document lifecycle, reindex (issue 4) --------------
+    kb_max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    #: A .docx/.xlsx that would unpack to more than this, or more than kb_max_zip_ratio
+    #: times its size, is refused as a zip bomb before it is opened.
+    kb_max_unzipped_bytes: int = Field(200 * 1024 * 1024, ge=1024 * 1024)
+    kb_max_zip_ratio: int = Field(100, ge=10)
+    #: Cron expression (minute hour day month weekday, UTC) of the nightly
+    #: blue/green reindex; empty disables it.
+    kb_reindex_cron: str = "0 3 * * *"
+
+    @field_validator("kb_reindex_cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        v = " ".join(v.split())
+        if not v:
+            return v
+        if len(v.split(" ")) != 5:
+            raise ValueError("must have 5 fields: minute hour day-of-month month day-of-week")
+        try:
+            cron_schedule(v)
+        except Exception as exc:  # noqa: BLE001 - celery raises ValueError or its own
+            raise ValueError(f"not a valid cron expression: {exc}") from None
+        return v
+
+    # --- answer engine (issue 5) -----------------------------------------------------
+    #: Answers one worker process decodes together in one llama.cpp context.
+    llm_parallel: int = Field(4, ge=1, le=64)
+    #: Wall-clock budget per answer, waiting included; generation stops when it is spent.
+    llm_time_budget_s: float = Field(45.0, gt=0, le=3600)
+    llm_flash_attn: bool = False
+    #: Conversation memory: turns kept per customer, and how long they stay relevant.
+    memory_turns: int = Field(3, ge=0, le=20)
+    memory_ttl_s: int = Field(1800, ge=60)
+    #: UTF-8 file, one word per line: words masked with * in every answer.
+    sensitive_words_file: Path | None = None
+    #: Share of an answer sentence's words that must occur in the retrieved passages.
+    answer_min_support: float = Field(0.7, ge=0.0, le=1.0)
+    #: Reply when the knowledge does not cover a question (empty: the built-in one).
+    answer_refusal_text: str = ""
+
+    @field_validator("sensitive_words_file", mode="before")
+    @classmethod
+    def _readable_file(cls, v: object) -> Path | None:
+        if v is None or str(v).strip() == "":
+            return None
+        v = Path(str(v)).expanduser()
+        if not v.is_file():
+            raise ValueError(f"no such file: {v}")
+        try:
+            v.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read {v} as UTF-8 text: {exc}") from None
+        return v
+
+    @field_validator("wechat_token", "wecom_token")
     @classmethod
     def _token_shape(cls, v: str) -> str:
         if v and not re.fullmatch(r"[A-Za-z0-9]{3,32}", v):
@@ -104,7 +236,19 @@ class Settings(BaseSettings):
             raise ValueError("the EncodingAESKey must be exactly 43 letters or digits")
         return v
 
-    @field_validator("wechat_api_base_url", "public_base_url")
+    @field_validator("wecom_aes_key", "wecom_corp_id", "wecom_agent_id", "wecom_secret")
+    @classmethod
+    def _wecom_complete(cls, v: str, info: ValidationInfo) -> str:
+        """With WECOM_TOKEN set, the channel needs all of its settings (WeCom only encrypts)."""
+        if not v and info.data.get("wecom_token"):
+            raise ValueError("required when WECOM_TOKEN is set")
+        if v and info.field_name == "wecom_aes_key" and not re.fullmatch(r"[A-Za-z0-9]{43}", v):
+            raise ValueError("the EncodingAESKey must be exactly 43 letters or digits")
+        if v and info.field_name == "wecom_agent_id" and not re.fullmatch(r"\d{1,10}", v):
+            raise ValueError("must be the app's numeric AgentId")
+        return v
+
+    @field_validator("wechat_api_base_url", "public_base_url", "wecom_api_base_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
         parts = urlsplit(v)
@@ -155,12 +299,38 @@ class Settings(BaseSettings):
         return bool(self.wechat_token and self.wechat_app_id and self.wechat_app_secret)
 
     @property
+    def wecom_configured(self) -> bool:
+        return bool(self.wecom_token)
+
+    @property
     def handoff_words(self) -> list[str]:
         return [w.strip() for w in self.handoff_keywords.split(",") if w.strip()]
 
     @property
     def embedded_broker(self) -> bool:
         return self.celery_broker_url.startswith("sqla+")
+
+    @property
+    def llm_via_queue(self) -> bool:
+        """True when API generation goes to the Celery llm worker (needs a Redis broker)."""
+        if self.llm_api_mode == "auto":
+            return self.celery_broker_url.startswith(("redis://", "rediss://"))
+        return self.llm_api_mode == "queue"
+
+
+def cron_schedule(expr: str):  # noqa: ANN201 - celery.schedules.crontab
+    """Celery's crontab for a standard 5-field cron expression (Celery's own positional
+    order differs: it puts day-of-week third)."""
+    from celery.schedules import crontab
+
+    minute, hour, day_of_month, month, day_of_week = expr.split()
+    return crontab(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month,
+        day_of_week=day_of_week,
+    )
 
 
 def format_validation_error(exc: ValidationError) -> str:

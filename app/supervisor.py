@@ -126,11 +126,16 @@ def run_all(
             env=env,
         )
         celery = f"{BIN / 'celery'} -A app.worker"
-        manager.add_process(
-            "llm",
-            f"{celery} worker -Q llm -c {llm_workers} -n llm@%h --loglevel INFO",
-            env=env,
-        )
+        # One model per process, shared by a thread pool: the engine decodes up to
+        # LLM_PARALLEL answers together, and the spare threads keep FAQ answers (no model)
+        # from waiting behind long generations.
+        for i in range(llm_workers):
+            manager.add_process(
+                "llm" if llm_workers == 1 else f"llm{i + 1}",
+                f"{celery} worker -Q llm --pool threads -c {2 * settings.llm_parallel} "
+                f"-n llm{i + 1}@%h --loglevel INFO",
+                env=env,
+            )
         manager.add_process(
             "worker", f"{celery} worker -Q default -c 2 -n default@%h --loglevel INFO", env=env
         )

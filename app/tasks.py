@@ -8,8 +8,9 @@ from celery import shared_task
 from flask import current_app
 
 from app import resources
-from app.channels.wechat.api import OfficialAccountAPI
+from app.channels import api_for
 from app.services import answering, inbound
+from app.services import knowledge as knowledge_service
 
 log = logging.getLogger(__name__)
 
@@ -18,26 +19,65 @@ def _settings():  # noqa: ANN202
     return current_app.extensions["settings"]
 
 
-@shared_task(bind=True, max_retries=8, acks_late=True, reject_on_worker_lost=True)
+# max_retries is only a backstop: ANSWER_MAX_ATTEMPTS (counted on the message, across
+# Celery retries and sweeps) ends a message that keeps failing, as `failed`.
+@shared_task(bind=True, max_retries=50, acks_late=True, reject_on_worker_lost=True)
 def answer_message(self, message_id: int) -> str:  # noqa: ANN001
     settings = _settings()
     try:
         return answering.answer_message(
-            message_id, settings, resources.answer_pipeline(settings), OfficialAccountAPI(settings)
+            message_id,
+            settings,
+            resources.answer_pipeline(settings),
+            api_for(inbound.channel_of(message_id), settings),
+            ocr=lambda: resources.ocr_engine(settings),
         )
     except Exception as exc:
         # WeChat or a dependency is down for a while: back off, the message stays stored.
-        countdown = min(5 * 2**self.request.retries, 300)
-        log.warning("answer for message %s failed (%r); retry in %ss", message_id, exc, countdown)
+        countdown = min(settings.answer_retry_backoff_s * 2**self.request.retries, 300)
+        log.warning("answer for message %s failed (%r); retry in %gs", message_id, exc, countdown)
         raise self.retry(exc=exc, countdown=countdown) from exc
 
 
 @shared_task
 def sweep_unanswered() -> int:
-    """Re-queues messages that were accepted but never finished (lost enqueue, dead worker)."""
-    ids = answering.stale_message_ids(_settings())
-    for message_id in ids:
-        inbound.enqueue_answer(message_id)
+    """Re-queues messages that were accepted but never finished (lost enqueue, dead worker);
+    fails, with the reason logged, those that used up ANSWER_MAX_ATTEMPTS."""
+    ids = answering.sweep(_settings(), inbound.enqueue_answer)
     if ids:
         log.info("re-queued %d unanswered messages", len(ids))
     return len(ids)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def index_document(version_id: int) -> str:
+    """Parse, chunk and index one uploaded version; progress is on its document row."""
+    settings = _settings()
+    return knowledge_service.index_version(
+        version_id, resources.knowledge_store(settings), settings
+    )
+
+
+@shared_task
+def reindex_knowledge(full: bool = False, trigger: str = "beat", actor: str = "beat") -> str:
+    """Blue/green rebuild (nightly by KB_REINDEX_CRON, or queued from the API)."""
+    from app.services.reindex import ReindexBusy, reindex
+
+    settings = _settings()
+    try:
+        run = reindex(
+            resources.knowledge_store(settings), settings, full=full, trigger=trigger, actor=actor
+        )
+    except ReindexBusy as exc:
+        log.info("reindex skipped: %s", exc)
+        return "busy"
+    return run.status
+
+
+@shared_task(acks_late=False, ignore_result=True)
+def llm_api_job(job_id: str, kind: str, payload: dict) -> None:
+    """A generation for the HTTP API (/v1, the answer tool); events go back through Redis.
+    Not acknowledged late: a stream nobody is reading any more must not run twice."""
+    from app.services.llm_jobs import run_queued_job
+
+    run_queued_job(_settings(), job_id, kind, payload)

@@ -15,3 +15,10 @@ app = Flask(__name__)
 def wechat() -> Response:
     """WeChat's documented minimal acknowledgement."""
     return Response("success", mimetype="text/plain")
+
+
+@app.post("/dify/retrieval")
+def dify_retrieval() -> Response:
+    """Baseline for bench.dify_retrieval: a fixed answer in Dify's shape, nothing looked up."""
+    body = '{"records": [{"content": "x", "score": 0.5, "title": "t", "metadata": {}}]}'
+    return Response(body, mimetype="application/json")

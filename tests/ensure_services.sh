@@ -18,3 +18,19 @@ for port in 6379 5432; do
   for _ in $(seq 50); do up "$port" && break; sleep 0.2; done
   up "$port" || { echo "service on port $port is not reachable" >&2; exit 1; }
 done
+
+# The admin page's browser tests (tests/knowledge/test_admin_page.py) drive Debian's chromium
+# through chromedriver; they are skipped, saying so, where these are missing.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium and chromium-driver for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get install -y -qq --no-install-recommends chromium chromium-driver \
+      || { apt-get update -qq \
+           && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }; } \
+      || echo "warning: could not install chromium; the browser tests will be skipped" >&2
+  else
+    echo "note: chromium/chromedriver not installed (apt-get install chromium chromium-driver);" \
+      "the browser tests will be skipped" >&2
+  fi
+fi

@@ -123,13 +123,14 @@ def start_service(
     *,
     web_workers: int = 2,
     concurrency: int = 1,
+    port: int | None = None,
 ) -> str:
     """Migrates, indexes the knowledge, starts gunicorn and a Celery worker (both queues)
     exactly as production runs them, and returns the URL once /healthz says 200."""
     for step in (["db", "upgrade"], ["kb", "ingest"]):
         done = run_flask(step, env)
         assert done.returncode == 0, done.stdout + done.stderr
-    port = free_port()
+    port = port or free_port()
     processes.start(
         f"{name}-web",
         [

@@ -2,7 +2,8 @@
 
 Acknowledges within milliseconds: verify, decrypt, store once (MsgId), queue, answer
 empty. Everything slow happens in Celery tasks and goes back through the
-customer-service API.
+customer-service API; in passive mode (app/services/delivery.py) a try is held while
+the answer is written and the answer is the reply.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import logging
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.replies import TextReply, TransferCustomerServiceReply
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.channels.wechat.security import (
     CallbackRejected,
@@ -24,39 +23,21 @@ from app.channels.wechat.security import (
     decrypt,
     parse_xml,
 )
+from app.controllers.callbacks import install_error_handlers
 from app.metrics import CALLBACK_SECONDS, CALLBACKS
-from app.services import inbound
+from app.services import delivery, intake
 from app.services.routing import route
 from app.settings import Settings
 
 bp = Blueprint("wechat", __name__)
 log = logging.getLogger(__name__)
 
-REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
-
 
 def _settings() -> Settings:
     return current_app.extensions["settings"]
 
 
-@bp.errorhandler(CallbackRejected)
-def _rejected(exc: CallbackRejected) -> tuple[Response, int]:
-    CALLBACKS.labels(outcome=f"rejected_{exc.status}").inc()
-    return jsonify(error=exc.reason), exc.status
-
-
-@bp.errorhandler(RequestEntityTooLarge)
-def _too_large(_exc: RequestEntityTooLarge) -> tuple[Response, int]:
-    CALLBACKS.labels(outcome="rejected_413").inc()
-    return jsonify(error="body too large"), 413
-
-
-@bp.errorhandler(SQLAlchemyError)
-def _store_down(exc: SQLAlchemyError) -> tuple[Response, int]:
-    # Not acknowledged, so WeChat retries; the customer's message is not silently dropped.
-    log.error("could not store a WeChat message: %s", exc)
-    CALLBACKS.labels(outcome="store_unavailable").inc()
-    return jsonify(error="message store unavailable, retry later"), 503
+install_error_handlers(bp, CALLBACKS)
 
 
 @bp.before_request
@@ -85,37 +66,21 @@ def verify_url() -> Response:
 @bp.post("/wechat")
 def receive() -> Response:
     started = time.perf_counter()
+    arrived = time.monotonic()
     settings = _settings()
     fields, xml = _read_message(settings)
-    missing = [f for f in REQUIRED_FIELDS if not fields.get(f)]
+    missing = intake.missing_fields(fields)
     if missing:
         raise CallbackRejected(400, f"missing fields: {', '.join(missing)}")
     decision = route(fields, settings)
-    msg_type = fields["MsgType"].lower()
-    event = fields.get("Event", "").lower()
-    incoming = inbound.IncomingMessage(
-        channel="wechat",
-        dedup_key=fields.get("MsgId") or f"{fields['FromUserName']}:{fields['CreateTime']}:{event}",
-        account=fields["ToUserName"],
-        customer=fields["FromUserName"],
-        msg_type=f"event:{event}" if msg_type == "event" else msg_type,
-        content=decision.text if decision.action in ("answer", "handoff") else "",
-    )
-    status = {"answer": "received", "reply": "answered", "handoff": "handoff"}.get(
-        decision.action, "ignored"
-    )
-    message_id = inbound.record(incoming, status=status)
-    if message_id is not None and decision.action == "answer":
-        inbound.enqueue_answer(message_id)
-    outcome = decision.action if message_id is not None else "duplicate"
-    CALLBACKS.labels(outcome="queued" if outcome == "answer" else outcome).inc()
+    incoming = intake.incoming_from("wechat", fields, decision)
+    reply = delivery.respond(incoming, decision, settings, arrived)
+    CALLBACKS.labels(outcome=reply.outcome).inc()
     CALLBACK_SECONDS.observe(time.perf_counter() - started)
-
-    # A retry of a passive reply gets the same reply again: the first one may have been lost.
-    if decision.action == "reply":
+    if reply.kind == "text":
         message = parse_message(xml)
-        return _passive_reply(settings, TextReply(content=decision.text, message=message).render())
-    if decision.action == "handoff":
+        return _passive_reply(settings, TextReply(content=reply.text, message=message).render())
+    if reply.kind == "handoff":
         message = parse_message(xml)
         return _passive_reply(settings, TransferCustomerServiceReply(message=message).render())
     return Response("", mimetype="text/plain")

@@ -3,7 +3,10 @@
 Chinese has no spaces, so text is cut at sentence punctuation (。！？；!?;) and line breaks,
 never inside a sentence unless one sentence alone is longer than a chunk. Each chunk starts
 with its heading path, which gives both BM25 and the model the topic a bare paragraph lacks.
-An FAQ entry is one chunk: its question, similar questions and answer must come back together.
+A table (``| a | b |`` rows) stays in one chunk when it fits; a longer one is cut between
+rows, each piece repeating the header row. A PDF is chunked page by page, so every chunk cites
+its page. An FAQ entry is one chunk: its question, similar questions and answer must come
+back together.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 # A sentence ends after CJK/ASCII terminal punctuation (plus closing quotes/brackets), at a
 # line break, or at an ASCII full stop followed by whitespace (not inside "3.5").
+_TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
 _SENTENCE_END = re.compile(r"[。！？；!?;]+[”’\"'」』）)\]]*|\n+|(?<!\d)\.(?=\s)")
 
 
@@ -116,6 +120,36 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+def split_units(text: str, max_chars: int) -> list[str]:
+    """Sentences, with each table kept as one unit (or, when longer than ``max_chars``, as
+    pieces of whole rows that each start with the header row)."""
+    units: list[str] = []
+    prose: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        if not _TABLE_ROW.match(lines[i]):
+            prose.append(lines[i])
+            i += 1
+            continue
+        rows = []
+        while i < len(lines) and _TABLE_ROW.match(lines[i]):
+            rows.append(lines[i].strip())
+            i += 1
+        units.extend(split_sentences("\n".join(prose)))
+        prose = []
+        header, body = rows[0], rows[1:]
+        piece = [header]
+        for row in body:
+            if len("\n".join([*piece, row])) > max_chars and len(piece) > 1:
+                units.append("\n".join(piece) + "\n")
+                piece = [header]
+            piece.append(row)
+        units.append("\n".join(piece) + "\n")
+    units.extend(split_sentences("\n".join(prose)))
+    return units
+
+
 def _joined(pieces: list[str]) -> str:
     return "".join(pieces).strip()
 
@@ -171,7 +205,8 @@ def _faq_chunk(doc: Document, entry: FaqEntry, position: int) -> Chunk:
         "category": entry.category,
         "row": entry.row,
     }
-    section = entry.category
+    category = entry.category or doc.category
+    metadata["category"] = category
     return Chunk(
         chunk_id="",
         doc_id=doc.doc_id,
@@ -179,39 +214,61 @@ def _faq_chunk(doc: Document, entry: FaqEntry, position: int) -> Chunk:
         kind="faq",
         text=text,
         source=doc.source,
-        section=section,
+        section=category,
         position=position,
-        category=entry.category,
+        category=category,
         metadata=metadata,
     )
 
 
 def _text_chunks(doc: Document, max_chars: int, overlap: int) -> list[Chunk]:
     chunks: list[Chunk] = []
-    for section, body in split_sections(doc.text):
-        label = section or doc.title
-        # The label heads every chunk; it may take at most half of the length budget.
-        if len(label) > max_chars // 2:
-            label = label[: max_chars // 2 - 1] + "…"
-        budget = max_chars - len(label) - 1 if label else max_chars
-        for piece in pack_sentences(split_sentences(body), budget, overlap):
-            text = f"{label}\n{piece}" if label else piece
-            position = len(chunks)
-            metadata = {"title": doc.title, "section": section}
-            chunks.append(
-                Chunk(
-                    chunk_id="",
-                    doc_id=doc.doc_id,
-                    doc_sha256=doc.sha256,
-                    kind="text",
-                    text=text,
-                    source=doc.source,
-                    section=section,
-                    position=position,
-                    metadata=metadata,
-                )
-            )
+    if doc.pages:
+        parts = [(n, t) for n, t in enumerate(doc.pages, start=1) if t.strip()]
+    else:
+        parts = [(None, doc.text)]
+    for page, part in parts:
+        for section, body in split_sections(part):
+            _section_chunks(doc, section, body, page, max_chars, overlap, chunks)
     return chunks
+
+
+def _section_chunks(
+    doc: Document,
+    section: str,
+    body: str,
+    page: int | None,
+    max_chars: int,
+    overlap: int,
+    chunks: list[Chunk],
+) -> None:
+    label = section or doc.title
+    # The label heads every chunk; it may take at most half of the length budget.
+    if len(label) > max_chars // 2:
+        label = label[: max_chars // 2 - 1] + "…"
+    budget = max_chars - len(label) - 1 if label else max_chars
+    for piece in pack_sentences(split_units(body, budget), budget, overlap):
+        text = f"{label}\n{piece}" if label else piece
+        position = len(chunks)
+        metadata: dict[str, Any] = {"title": doc.title, "section": section}
+        if page is not None:
+            metadata["page"] = page
+        if doc.category:
+            metadata["category"] = doc.category
+        chunks.append(
+            Chunk(
+                chunk_id="",
+                doc_id=doc.doc_id,
+                doc_sha256=doc.sha256,
+                kind="text",
+                text=text,
+                source=doc.source,
+                section=section,
+                position=position,
+                category=doc.category,
+                metadata=metadata,
+            )
+        )
 
 
 def chunk_document(

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from app.knowledge.chunking import DEFAULT_MAX_CHARS, DEFAULT_OVERLAP, chunk_document
 from app.knowledge.sources import (
     SUPPORTED_SUFFIXES,
+    BadFile,
     UnsupportedFormat,
     load_document,
     make_doc_id,
@@ -125,6 +126,8 @@ def ingest_file(
         report.status = "indexed"
     except UnsupportedFormat as exc:
         report.status, report.message = "skipped", str(exc)
+    except BadFile as exc:
+        report.status, report.message = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
         report.status, report.message = "failed", f"{type(exc).__name__}: {exc}"
     return report

@@ -1,9 +1,10 @@
-"""Reading knowledge files (FAQ tables and text documents) into plain `Document` values.
+"""Reading knowledge files (FAQ tables and documents of every format) into `Document` values.
 
 Business staff edit these files in Excel or WPS, so CSV arrives as UTF-8, UTF-8 with a BOM
 or GBK, and headers may be Chinese. Parsing is strict about what matters (a missing column
 is an error naming it) and lenient about the rest (a half-filled row is skipped with a
-warning instead of blocking the whole file).
+warning instead of blocking the whole file). Word, PDF, HTML and images are turned into
+text by `formats`; `validation` has already refused what no parser should see.
 """
 
 from __future__ import annotations
@@ -16,9 +17,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-FAQ_SUFFIXES = frozenset({".csv", ".xlsx"})
-TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt"})
-SUPPORTED_SUFFIXES = FAQ_SUFFIXES | TEXT_SUFFIXES
+from app.knowledge import formats
+from app.knowledge.validation import (
+    FAQ_SUFFIXES,
+    IMAGE_SUFFIXES,
+    SUPPORTED_SUFFIXES,
+    UTF16_BOMS,
+    BadFile,
+    Limits,
+    UnsupportedFormat,
+    check_suffix,
+    check_upload,
+)
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "BadFile",
+    "Document",
+    "FaqEntry",
+    "UnsupportedFormat",
+    "load_document",
+    "parse_bytes",
+]
 
 REQUIRED_COLUMNS = ("question", "answer")
 OPTIONAL_COLUMNS = ("similar_questions", "category")
@@ -45,10 +65,6 @@ _MAX_DOC_ID = 200
 Kind = Literal["faq", "text"]
 
 
-class UnsupportedFormat(ValueError):
-    """The file type is not one the knowledge base can read."""
-
-
 @dataclass(frozen=True)
 class FaqEntry:
     """One question/answer pair; ``row`` is the 1-based line in the sheet (header is row 1)."""
@@ -62,7 +78,11 @@ class FaqEntry:
 
 @dataclass(frozen=True)
 class Document:
-    """A parsed knowledge file. ``doc_id`` is stable across runs: it derives from ``source``."""
+    """A parsed knowledge file. ``doc_id`` is stable across runs: it derives from ``source``.
+
+    A paged document (PDF) has ``pages`` (text per page, for citations) and ``text`` joins them.
+    ``category`` is the document's own (set at upload); FAQ rows may carry their own.
+    """
 
     doc_id: str
     title: str
@@ -72,6 +92,8 @@ class Document:
     faqs: tuple[FaqEntry, ...] = ()
     text: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    pages: tuple[str, ...] = ()
+    category: str = ""
 
     @property
     def items(self) -> tuple[FaqEntry, ...] | str:
@@ -100,7 +122,13 @@ def relative_source(path: Path, base_dir: Path | None) -> str:
 
 def decode_text(data: bytes) -> str:
     """UTF-8 (with or without a BOM) first, then GB18030, the superset of GBK that Chinese
-    Windows tools write; a file that is neither is an error rather than mojibake."""
+    Windows tools write; a file that is neither is an error rather than mojibake. Notepad's
+    "Unicode" (UTF-16 with a BOM) is read too."""
+    if data.startswith(UTF16_BOMS):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise BadFile("the file claims UTF-16 but is not valid UTF-16 text") from exc
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -108,7 +136,7 @@ def decode_text(data: bytes) -> str:
     try:
         return data.decode("gb18030")
     except UnicodeDecodeError as exc:
-        raise ValueError("the file is neither UTF-8 nor GBK text") from exc
+        raise BadFile("the file is neither UTF-8 nor GBK text") from exc
 
 
 def _cell(value: object) -> str:
@@ -129,7 +157,7 @@ def _header_map(header: list[str]) -> dict[str, int]:
     missing = [c for c in REQUIRED_COLUMNS if c not in found]
     if missing:
         seen = ", ".join(h for h in header if h) or "none"
-        raise ValueError(
+        raise BadFile(
             f"missing required column(s) {', '.join(missing)} (found: {seen}); the header row "
             f"must name {', '.join(REQUIRED_COLUMNS)} and optionally {', '.join(OPTIONAL_COLUMNS)}"
         )
@@ -140,7 +168,7 @@ def parse_faq_rows(rows: list[list[str]]) -> tuple[tuple[FaqEntry, ...], tuple[s
     """FAQ entries from a header row plus data rows, and warnings for skipped rows."""
     header_idx = next((i for i, r in enumerate(rows) if any(c.strip() for c in r)), None)
     if header_idx is None:
-        raise ValueError("the file is empty: it needs a header row with question and answer")
+        raise BadFile("the file is empty: it needs a header row with question and answer")
     columns = _header_map([c.strip() for c in rows[header_idx]])
     entries: list[FaqEntry] = []
     warnings: list[str] = []
@@ -172,11 +200,20 @@ def _csv_rows(data: bytes) -> list[list[str]]:
 def _xlsx_rows(data: bytes) -> list[list[str]]:
     from openpyxl import load_workbook
 
-    # data_only: formulas come back as their last computed values, as staff see them.
-    book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     try:
+        # data_only: formulas come back as their last computed values, as staff see them.
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises zip, XML and key errors
+        raise BadFile(f"the workbook is damaged: Excel data cannot be read ({exc})") from exc
+    try:
+        if not book.worksheets:
+            raise BadFile("the workbook has no sheet")
         sheet = book.worksheets[0]
         return [[_cell(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+    except BadFile:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged sheet part
+        raise BadFile(f"the workbook is damaged: its first sheet cannot be read ({exc})") from exc
     finally:
         book.close()
 
@@ -189,28 +226,72 @@ def _markdown_title(text: str) -> str | None:
     return None
 
 
-def load_document(path: Path, base_dir: Path | None = None) -> Document:
-    """Parse one knowledge file; ``base_dir`` is the knowledge folder the id is relative to.
+def _named(filename: str, exc: BadFile) -> BadFile:
+    """The same error with the file's name in front, unless the message already has it."""
+    message = str(exc)
+    return exc if message.startswith(filename) else BadFile(f"{filename}: {message}")
 
-    Raises UnsupportedFormat for other file types and ValueError for unreadable content.
+
+def parse_bytes(
+    data: bytes,
+    filename: str,
+    *,
+    source: str | None = None,
+    category: str = "",
+    limits: Limits | None = None,
+    ocr: bool = True,
+    progress: formats.Progress | None = None,
+) -> Document:
+    """Parse an uploaded or stored file. ``filename`` decides the format (after checking the
+    content agrees), ``source`` (default: the filename) names it in citations and its id.
+
+    Raises BadFile (UnsupportedFormat for other types) with a message naming the problem.
+    ``ocr=False`` skips OCR (a quick check that the file opens, done at upload time).
     """
-    suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise UnsupportedFormat(
-            f"unsupported file type {suffix or '(none)'}; supported: "
-            + ", ".join(sorted(SUPPORTED_SUFFIXES))
-        )
-    data = path.read_bytes()
-    source = relative_source(path, base_dir)
+    suffix = check_upload(data, filename, limits)
+    source = source or filename
+    name = source.rsplit("/", 1)[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name else name
     common = {
         "doc_id": make_doc_id(source),
         "source": source,
         "sha256": hashlib.sha256(data).hexdigest(),
+        "category": category,
     }
-    if suffix in FAQ_SUFFIXES:
-        rows = _csv_rows(data) if suffix == ".csv" else _xlsx_rows(data)
-        faqs, warnings = parse_faq_rows(rows)
-        return Document(title=path.stem, kind="faq", faqs=faqs, warnings=warnings, **common)
-    text = decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
-    title = (_markdown_title(text) if suffix in {".md", ".markdown"} else None) or path.stem
-    return Document(title=title, kind="text", text=text, **common)
+    try:
+        if suffix in FAQ_SUFFIXES:
+            rows = _csv_rows(data) if suffix == ".csv" else _xlsx_rows(data)
+            faqs, warnings = parse_faq_rows(rows)
+            if not faqs:
+                raise BadFile("no question with an answer was found under the header row")
+            return Document(title=stem, kind="faq", faqs=faqs, warnings=warnings, **common)
+        title: str | None = None
+        pages: tuple[str, ...] = ()
+        if suffix == ".docx":
+            text = formats.docx_text(data, filename)
+        elif suffix == ".pdf":
+            pages = tuple(formats.pdf_pages(data, filename, ocr=ocr, progress=progress))
+            text = "\n\n".join(pages)
+        elif suffix in IMAGE_SUFFIXES:
+            text = formats.image_text(data, filename) if ocr else ""
+            if not ocr:
+                formats.open_image(data, filename)
+        elif suffix in {".html", ".htm"}:
+            title, text = formats.html_text(decode_text(data))
+        else:
+            text = decode_text(data).replace("\r\n", "\n").replace("\r", "\n")
+    except BadFile as exc:
+        raise _named(filename, exc) from exc
+    if ocr and not text.strip():
+        hint = " (a scanned PDF whose pages hold no image?)" if suffix == ".pdf" else ""
+        raise BadFile(f"{filename}: no text was found in the file{hint}")
+    title = title or _markdown_title(text) or stem
+    return Document(title=title, kind="text", text=text, pages=pages, **common)
+
+
+def load_document(path: Path, base_dir: Path | None = None, **options: object) -> Document:
+    """Parse one file of the knowledge folder; ``base_dir`` is the folder the id is relative
+    to. Raises BadFile (UnsupportedFormat for other file types) naming the problem."""
+    source = relative_source(path, base_dir)
+    check_suffix(path.name)
+    return parse_bytes(path.read_bytes(), path.name, source=source, **options)  # type: ignore[arg-type]

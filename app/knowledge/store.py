@@ -13,6 +13,7 @@ without having to calibrate two unrelated score scales.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,7 @@ _DELETE_BATCH = 1000
 
 # milvus-lite starts its embedded server when the first client opens a .db path; two threads
 # doing that at once race for the folder lock, so client creation is serialised per process.
+_QUIET = {"grpc.keepalive_permit_without_calls": False}
 _client_creation = threading.Lock()
 
 
@@ -185,9 +187,13 @@ class KnowledgeStore:
         connect_timeout: float = 10.0,
         embed_batch_size: int = 64,
         rrf_k: int = 60,
+        aliased: bool = False,
     ) -> None:
         self.uri = uri
         self.collection = collection
+        #: True: ``collection`` is an alias, created on first use in front of a physical
+        #: collection ``<alias>__<stamp>``, so that a reindex can swap what it names.
+        self.aliased = aliased
         self.embedder = embedder
         self._token = token
         self._connect_timeout = connect_timeout
@@ -213,10 +219,15 @@ class KnowledgeStore:
                 if self.is_local:
                     Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
                 try:
+                    # No keepalive pings while idle: milvus-lite answers pymilvus' 10 s pings
+                    # with GOAWAY (too_many_pings), and a client made later on that shared
+                    # connection cannot connect (a 503 on a worker's first search).
+                    quiet = {} if self.is_local else {"dedicated": True, "grpc_options": _QUIET}
                     self._client = MilvusClient(
                         uri=self.uri,
                         token=self._token,
                         timeout=timeout if timeout is not None else self._connect_timeout,
+                        **quiet,
                     )
                 except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds
                     hint = (
@@ -324,6 +335,10 @@ class KnowledgeStore:
         with self._lock:
             client = self._connect()
             if not client.has_collection(self.collection):
+                if self.aliased:
+                    self._create_behind_alias(client)
+                    self._ready = True
+                    return
                 created = False
                 try:
                     client.create_collection(
@@ -355,11 +370,14 @@ class KnowledgeStore:
         return self._connect()
 
     def drop(self) -> None:
-        """Delete the collection and everything in it."""
+        """Delete the collection and everything in it (for an alias: what it names)."""
         client = self._connect()
         with self._lock:
-            if client.has_collection(self.collection):
-                client.drop_collection(self.collection)
+            physical = self.physical_name()
+            if physical is not None and physical != self.collection:
+                client.drop_alias(self.collection)
+            if physical is not None:
+                client.drop_collection(physical)
             self._ready = False
 
     def point_alias(self, alias: str) -> None:
@@ -374,6 +392,97 @@ class KnowledgeStore:
             client.create_alias(self.collection, alias)
         else:
             client.alter_alias(self.collection, alias)
+
+    # --- collections behind an alias (blue/green) -----------------------------------
+
+    def _create_behind_alias(self, client: MilvusClient) -> None:
+        """First use of an aliased store: a physical collection and the alias in front."""
+        build = self.build_store()
+        build.ensure_collection()
+        try:
+            client.create_alias(build.collection, self.collection)
+        except Exception:
+            # Another process got there first: serve its collection, drop ours.
+            if self.physical_name() in (None, build.collection):
+                raise
+            client.drop_collection(build.collection)
+        self._check_compatible(client.describe_collection(self.collection))
+        client.load_collection(self.collection)
+
+    def physical_name(self) -> str | None:
+        """The collection the alias names now; the name itself for a plain collection
+        (also one created before aliases were used); None when neither exists."""
+        client = self._connect()
+        try:
+            return str(client.describe_alias(self.collection)["collection_name"])
+        except Exception:  # noqa: BLE001 - "no such alias" has no dedicated exception
+            return self.collection if client.has_collection(self.collection) else None
+
+    def build_store(self, name: str | None = None) -> KnowledgeStore:
+        """A store on a new physical collection ``<alias>__<stamp>`` (or ``name``), sharing
+        this store's connection and embedder: build it, then `switch_alias` to it."""
+        store = KnowledgeStore(
+            self.uri,
+            name
+            or f"{self.collection}__{time.strftime('%Y%m%d%H%M%S')}_{time.time_ns() % 10**6:06d}",
+            self.embedder,
+            token=self._token,
+            connect_timeout=self._connect_timeout,
+            embed_batch_size=self._embed_batch_size,
+            rrf_k=self._rrf_k,
+        )
+        store._client = self._connect()
+        return store
+
+    def builds(self) -> list[str]:
+        """Physical collections that belong to this alias (serving or left by a reindex)."""
+        prefix = f"{self.collection}__"
+        return sorted(n for n in self._connect().list_collections() if n.startswith(prefix))
+
+    def switch_alias(self, target: str) -> str | None:
+        """Point the alias at ``target`` in one step; returns what it named before.
+
+        A plain collection carrying the alias' own name (made before aliases were used) must
+        be dropped before the alias can take its name: only that first switch has a gap.
+        """
+        client = self._connect()
+        previous = self.physical_name()
+        if previous == self.collection:
+            client.drop_collection(self.collection)
+            client.create_alias(target, self.collection)
+        elif previous is None:
+            client.create_alias(target, self.collection)
+        else:
+            client.alter_alias(target, self.collection)
+        self._ready = False
+        return previous
+
+    def drop_physical(self, name: str) -> None:
+        """Drop one physical collection of this alias (never the one it serves)."""
+        if not name.startswith(f"{self.collection}__") or name == self.physical_name():
+            raise KnowledgeStoreError(f"refusing to drop {name!r}: it is not a spare build")
+        client = self._connect()
+        if client.has_collection(name):
+            client.drop_collection(name)
+
+    def embedding_model(self) -> str:
+        """The embedding model recorded on the collection ("" when it has none)."""
+        props = self._connect().describe_collection(self.collection).get("properties") or {}
+        return str(props.get(PROP_MODEL, ""))
+
+    def export_rows(self, doc_id: str) -> list[dict[str, Any]]:
+        """Every stored field of a document's chunks, vectors included (BM25's sparse vector
+        excepted: Milvus derives it from the text on insert)."""
+        fields = ["id", "doc_sha256", "dense", *_OUTPUT_FIELDS]
+        rows = self._query_all(f"doc_id == {quote(doc_id)}", fields)
+        return [{k: v for k, v in row.items() if k in fields} for row in rows]
+
+    def import_rows(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Write rows from `export_rows` of another collection built with the same model."""
+        client = self._ready_client()
+        for batch in _batched(list(rows), _GET_BATCH):
+            client.upsert(self.collection, list(batch))
+        return len(rows)
 
     # --- writing ----------------------------------------------------------------------
 

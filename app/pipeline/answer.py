@@ -1,28 +1,62 @@
-"""Question in, grounded answer with its sources out."""
+"""Question in, grounded answer with its sources out: the one pipeline behind WeChat, the
+tool API and the OpenAI-compatible endpoint.
+
+question (masked; with the customer's recent turns) → hybrid retrieval → the FAQ's stored
+answer when the question is that FAQ's → otherwise a grounded prompt → the model, streamed
+→ reasoning split off → each sentence checked against the passages (a refusal or an
+unbacked claim becomes the hand-off reply) → plain text, sensitive words and personal
+numbers masked → the answer with its sources.
+
+``stream`` yields the answer sentence by sentence as it is generated and checked, then a
+``Final`` with the whole answer; ``answer`` is the same stream, consumed.
+"""
 
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from app.llm.engine import Completion, GenerationParams
-from app.pipeline.postprocess import clean_answer
-from app.pipeline.prompts import build_messages
+from app.pipeline.grounding import is_refusal, support
+from app.pipeline.memory import Memory, Turn
+from app.pipeline.postprocess import ThinkSplitter, to_plain_text
+from app.pipeline.privacy import mask_pii
+from app.pipeline.prompts import INSTRUCTIONS, fit_messages, format_passage
+from app.pipeline.sensitive import NO_FILTER, SensitiveWordFilter
 
-FALLBACK_ANSWER = "抱歉，这个问题我暂时无法回答。您可以回复“人工”联系人工客服。"
+log = logging.getLogger(__name__)
+
+REFUSAL_TEXT = (
+    "抱歉，这个问题我在现有资料里没有找到确切的答案，不敢随便回答您。"
+    "您可以回复“人工”，由人工客服为您解答。"
+)
+HANDOFF_HINT = "其他情况您可以回复“人工”咨询人工客服。"
+#: Kept for callers of the first version; the refusal is REFUSAL_TEXT now.
+FALLBACK_ANSWER = REFUSAL_TEXT
 _NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
+_SENTENCE_END = re.compile(r"[。！？!?；;\n]+")
 
 
 class Retriever(Protocol):
     def search(self, query: str, top_k: int = 5) -> Sequence[Any]: ...
 
 
+class Generation(Protocol):
+    prompt_opens_think: bool
+    completion: Completion | None
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def cancel(self) -> None: ...
+
+
 class ChatModel(Protocol):
-    def chat(self, messages: list[dict[str, str]], params: GenerationParams) -> Completion: ...
+    def start(self, messages: list[dict[str, str]], params: GenerationParams) -> Generation: ...
 
 
 @dataclass
@@ -31,9 +65,37 @@ class Answer:
     sources: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     retrieval_ms: float = 0.0
     generation_ms: float = 0.0
+    time_to_first_token_ms: float = 0.0
     from_faq: bool = False
+    #: The knowledge does not cover the question (or the model's answer was not backed by
+    #: it): ``text`` says so and offers a person.
+    refused: bool = False
+    #: Offer the customer a person (the channel may also transfer the conversation).
+    handoff: bool = False
+    reasoning: str = ""
+    finish_reason: str = "stop"  # stop | length | time | faq
+    unsupported: tuple[str, ...] = ()  # words of a rejected answer the passages lack
+    #: The model's answer as generated, before the checks (for audits and the evaluation).
+    draft: str = ""
+    #: The passages the model was given, as it saw them.
+    passages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+    kind: Literal["answer", "reasoning"] = "answer"
+
+
+@dataclass(frozen=True)
+class Final:
+    answer: Answer
+
+
+StreamEvent = Delta | Final
 
 
 class AnswerPipeline:
@@ -44,36 +106,305 @@ class AnswerPipeline:
         params: GenerationParams,
         top_k: int = 4,
         faq_threshold: float = 0.9,
+        *,
+        memory: Memory | None = None,
+        sensitive: SensitiveWordFilter = NO_FILTER,
+        min_support: float = 0.7,
+        refusal_text: str = REFUSAL_TEXT,
+        n_ctx: int | None = None,
+        instructions: str = INSTRUCTIONS,
     ) -> None:
         self.retriever = retriever
         self.model = model
         self.params = params
         self.top_k = top_k
         self.faq_threshold = faq_threshold
+        self.memory = memory
+        self.sensitive = sensitive
+        self.min_support = min_support
+        self.refusal_text = refusal_text
+        self.n_ctx = n_ctx
+        self.instructions = instructions
 
-    def answer(self, question: str) -> Answer:
+    # --- entry points -------------------------------------------------------------
+
+    def answer(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] | None = None,
+        customer: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> Answer:
+        """The whole answer at once (WeChat, the tool API)."""
+        for event in self.stream(question, history=history, customer=customer, params=params):
+            if isinstance(event, Final):
+                return event.answer
+        raise AssertionError("stream ended without a final answer")
+
+    def faq_answer(self, question: str) -> Answer | None:
+        """The FAQ's stored answer if the question is an FAQ's own, else None. Needs no model:
+        fit for the web process (a passive reply within WeChat's 5 s)."""
+        q = mask_pii(question.strip())
         t0 = time.perf_counter()
-        hits = list(self.retriever.search(question, top_k=self.top_k))
-        t1 = time.perf_counter()
-        faq = faq_match(question, hits, self.faq_threshold)
-        if faq is not None:
-            return Answer(
-                text=faq.metadata["answer"].strip(),
-                sources=[_source(faq)],
-                retrieval_ms=(t1 - t0) * 1000,
-                from_faq=True,
+        hits = list(self.retriever.search(q, top_k=self.top_k)) if q else []
+        faq = faq_match(q, hits, self.faq_threshold)
+        if faq is None:
+            return None
+        return self._faq(faq, (time.perf_counter() - t0) * 1000)
+
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] | None = None,
+        customer: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Answer text as it is generated (sentence by sentence, each checked against the
+        passages), reasoning separately, then a Final with sources and usage."""
+        q = mask_pii(question.strip())
+        turns = list(history) if history is not None else self._recall(customer)
+        t0 = time.perf_counter()
+        hits = list(self.retriever.search(q, top_k=self.top_k)) if q else []
+        faq = faq_match(q, hits, self.faq_threshold)
+        if faq is None and turns:
+            # A follow-up ("那空气炸锅呢？") is searched together with the previous question.
+            hits = list(self.retriever.search(f"{turns[-1].question} {q}", top_k=self.top_k))
+        retrieval_ms = (time.perf_counter() - t0) * 1000
+        if faq is not None or not hits:
+            answer = (
+                self._faq(faq, retrieval_ms) if faq else self._refusal(retrieval_ms=retrieval_ms)
             )
-        completion = self.model.chat(build_messages(question, hits), self.params)
-        t2 = time.perf_counter()
-        text = clean_answer(completion.text) or FALLBACK_ANSWER
-        return Answer(
-            text=text,
-            sources=[_source(h) for h in hits],
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-            retrieval_ms=(t1 - t0) * 1000,
-            generation_ms=(t2 - t1) * 1000,
+            yield Delta(answer.text)
+        else:
+            answer = yield from self._generate(q, hits, turns, params or self.params, retrieval_ms)
+        if customer and self.memory is not None:
+            self.memory.remember(customer, q, answer.text)
+        log.info(
+            "answer: %s, %d passages, retrieval %.0f ms, %d+%d tokens (%d cached), %.0f ms",
+            "faq" if answer.from_faq else "refused" if answer.refused else answer.finish_reason,
+            len(answer.sources),
+            answer.retrieval_ms,
+            answer.prompt_tokens,
+            answer.completion_tokens,
+            answer.cached_tokens,
+            answer.generation_ms,
         )
+        yield Final(answer)
+
+    # --- steps ------------------------------------------------------------------------
+
+    def _recall(self, customer: str | None) -> list[Turn]:
+        if not customer or self.memory is None:
+            return []
+        return self.memory.recent(customer)
+
+    def _faq(self, hit: Any, retrieval_ms: float) -> Answer:
+        return Answer(
+            text=self._clean(hit.metadata["answer"].strip()),
+            sources=[_source(hit)],
+            retrieval_ms=retrieval_ms,
+            from_faq=True,
+            finish_reason="faq",
+        )
+
+    def _refusal(self, **fields: Any) -> Answer:
+        return Answer(text=self.refusal_text, refused=True, handoff=True, **fields)
+
+    def _clean(self, text: str) -> str:
+        return mask_pii(self.sensitive(to_plain_text(text)))
+
+    def chat(
+        self, messages: list[dict[str, str]], *, params: GenerationParams | None = None
+    ) -> Iterator[StreamEvent]:
+        """The model alone, without the knowledge (the OpenAI-compatible endpoint's plain
+        model): reasoning split off, personal numbers and sensitive words masked, no
+        retrieval and no check against passages."""
+        masked = [{**m, "content": mask_pii(m.get("content") or "")} for m in messages]
+        gate = AnswerGate([], 0.0, self._clean, check=False)
+        answer = yield from self._run(masked, params or self.params, gate, retrieval_ms=0.0)
+        yield Final(answer)
+
+    def _generate(
+        self,
+        question: str,
+        hits: list[Any],
+        turns: list[Turn],
+        params: GenerationParams,
+        retrieval_ms: float,
+    ) -> Iterator[StreamEvent]:
+        count = getattr(self.model, "count_tokens", None)
+        budget = (self.n_ctx or 1 << 30) - params.max_tokens
+        messages, used, _ = fit_messages(
+            question, hits, turns, count, budget, instructions=self.instructions
+        )
+        passages = [format_passage(p) for p in used]
+        gate = AnswerGate(passages, self.min_support, self._clean)
+        answer = yield from self._run(messages, params, gate, retrieval_ms, passages)
+        if not answer.refused:
+            answer.sources = [_source(h) for h in used]
+        return answer
+
+    def _run(
+        self,
+        messages: list[dict[str, str]],
+        params: GenerationParams,
+        gate: AnswerGate,
+        retrieval_ms: float,
+        passages: list[str] | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Generates, splits reasoning off, lets the answer through ``gate``; returns the
+        Answer (the caller yields the Final)."""
+        t0 = time.perf_counter()
+        generation = self.model.start(messages, params)
+        splitter = ThinkSplitter(generation.prompt_opens_think)
+        reasoning: list[str] = []
+        draft: list[str] = []
+
+        def route(parts: Iterator[tuple[str, str]]) -> Iterator[Delta]:
+            for kind, text in parts:
+                if kind == "reasoning":
+                    reasoning.append(text)
+                    yield Delta(mask_pii(text), "reasoning")
+                else:
+                    draft.append(text)
+                    yield from (Delta(t) for t in gate.feed(text))
+
+        first = 0.0
+        for piece in generation:
+            first = first or time.perf_counter()
+            yield from route(splitter.feed(piece))
+            if splitter.answer_restarted:
+                gate.restart()
+                draft.clear()
+                splitter.answer_restarted = False
+            if gate.closed:
+                generation.cancel()
+                for _ in generation:  # until the engine confirms, for the usage figures
+                    pass
+                break
+        yield from route(splitter.flush())
+        completion = generation.completion
+        finish = completion.finish_reason if completion else "cancelled"
+        yield from (Delta(t) for t in gate.finish(complete=finish in ("stop", "cancelled")))
+        usage = dict(
+            prompt_tokens=completion.prompt_tokens if completion else 0,
+            completion_tokens=completion.completion_tokens if completion else 0,
+            cached_tokens=completion.cached_tokens if completion else 0,
+            retrieval_ms=retrieval_ms,
+            generation_ms=(time.perf_counter() - t0) * 1000,
+            time_to_first_token_ms=((first or time.perf_counter()) - t0) * 1000,
+            reasoning=mask_pii("".join(reasoning).strip()),
+            finish_reason=finish,
+            unsupported=gate.unsupported,
+            draft=mask_pii("".join(draft).strip()),
+            passages=passages or [],
+        )
+        if gate.refused:
+            answer = self._refusal(**usage)
+            yield Delta(answer.text)
+            return answer
+        text = gate.text
+        if gate.stopped_early:
+            text = f"{text}{HANDOFF_HINT}"
+            yield Delta(HANDOFF_HINT)
+        return Answer(text=text, handoff=gate.stopped_early, **usage)
+
+
+class AnswerGate:
+    """Lets the answer through one sentence at a time, once each is checked.
+
+    The first claim decides whether there is an answer at all: the model's own refusal, or a
+    sentence whose words the passages do not back, makes the whole answer the hand-off
+    reply. A later such sentence ends the answer there (what was said stands). A sentence
+    that claims nothing checkable ("可以的。", "您好！") is held back until a backed
+    sentence follows it: alone it would be an unbacked yes.
+    """
+
+    def __init__(
+        self, passages: list[str], min_support: float, clean: Any, *, check: bool = True
+    ) -> None:
+        self.passages = passages
+        self.min_support = min_support
+        self.clean = clean
+        self.check = check  # False: every sentence passes (cleaned), nothing is refused
+        self._buf = ""
+        self._held: list[str] = []
+        self._accepted: list[str] = []
+        self.refused = False
+        self.stopped_early = False
+        self.unsupported: tuple[str, ...] = ()
+
+    @property
+    def closed(self) -> bool:
+        return self.refused or self.stopped_early
+
+    @property
+    def text(self) -> str:
+        return re.sub(r"\n{3,}", "\n\n", "".join(self._accepted)).strip()
+
+    def restart(self) -> None:
+        """What was taken for the answer was reasoning after all (a late ``</think>``)."""
+        self._buf, self._held, self._accepted = "", [], []
+
+    def feed(self, text: str) -> list[str]:
+        self._buf += text
+        out: list[str] = []
+        while not self.closed:
+            m = _SENTENCE_END.search(self._buf)
+            if m is None:
+                break
+            sentence, self._buf = self._buf[: m.end()], self._buf[m.end() :]
+            out += self._check(sentence)
+        return out
+
+    def finish(self, complete: bool) -> list[str]:
+        """The end of the output: ``complete`` is False when a budget cut it off."""
+        out: list[str] = []
+        rest, self._buf = self._buf, ""
+        if not self.closed and rest.strip():
+            if complete or not self.text:
+                # The model ended without a full stop, or the budget ran out in the first
+                # sentence: check it, marked as cut off in the latter case.
+                out = self._check(rest if complete else rest.rstrip() + "…")
+        if self.check and not self.closed and not self.text:
+            self.refused = True  # nothing backed was said (or the budget went on reasoning)
+        return out
+
+    def _check(self, sentence: str) -> list[str]:
+        if not sentence.strip():
+            if self._accepted:
+                self._held.append(sentence)
+            return []
+        if not self.check:
+            return self._release(sentence)
+        backed = support(sentence, self.passages)
+        if is_refusal(sentence) or backed.ratio < self.min_support:
+            self.unsupported = backed.missing
+            if self._accepted:
+                self.stopped_early = True
+            else:
+                self.refused = True
+            return []
+        if not backed.terms:
+            self._held.append(sentence)
+            return []
+        return self._release(sentence)
+
+    def _release(self, sentence: str) -> list[str]:
+        out = []
+        for piece in [*self._held, sentence]:
+            cleaned = self.clean(piece) if piece.strip() else piece
+            if piece.endswith("\n") and not cleaned.endswith("\n"):
+                cleaned += "\n"
+            if not self._accepted:
+                cleaned = cleaned.lstrip()
+            if cleaned:
+                self._accepted.append(cleaned)
+                out.append(cleaned)
+        self._held = []
+        return out
 
 
 def _normalise(text: str) -> str:
@@ -102,3 +433,15 @@ def _source(hit: Any) -> dict[str, Any]:
         "section": getattr(hit, "section", ""),
         "score": round(float(getattr(hit, "score", 0.0)), 4),
     }
+
+
+__all__ = [
+    "Answer",
+    "AnswerPipeline",
+    "Delta",
+    "FALLBACK_ANSWER",
+    "Final",
+    "REFUSAL_TEXT",
+    "StreamEvent",
+    "faq_match",
+]

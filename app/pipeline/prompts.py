@@ -1,19 +1,27 @@
 """Prompt layout.
 
-DeepSeek-R1 follows instructions best in the user turn (no system prompt). The fixed
-instructions come first and never change, so llama.cpp can reuse their KV cache from
-one question to the next; the retrieved passages and the question come after.
+DeepSeek-R1 follows instructions best in the user turn (no system prompt), so everything
+is one user message laid out for llama.cpp's KV cache: the fixed instructions come first
+and never change, so their cache is reused from one question (and one customer) to the
+next; the retrieved passages, the recent conversation and the question follow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-INSTRUCTIONS = """你是一家网店的微信客服助手。请严格遵守：
-1. 只根据【资料】中的内容回答顾客的问题，不要编造资料里没有的政策、价格、时间或承诺。
-2. 如果【资料】没有提到顾客问的内容，就直接说明暂时无法确认，并建议顾客回复“人工”联系人工客服。
-3. 用简体中文、纯文本回答（不要使用Markdown、标题或列表符号），语气礼貌，尽量简短，不超过150字。
+from app.pipeline.memory import Turn
+
+#: What the model says when the material is silent; the pipeline turns it (and any other
+#: refusal wording) into the configured hand-off reply.
+MODEL_REFUSAL = "抱歉，资料中没有这方面的信息。"
+
+INSTRUCTIONS = f"""你是网店的微信客服。请只依据下面【资料】中的内容回答【顾客的问题】。
+规则：
+1. 资料中有答案时，用一到三句话直接回答，数字、时间和条件照资料原文写，不要添加资料里没有的内容。
+2. 资料中没有提到顾客问的事情时，不要猜测，也不要说“支持”或“可以”，只回答：{MODEL_REFUSAL}
+3. 用简体中文纯文本回答，不要使用Markdown、标题或列表符号。
 """
 
 
@@ -32,12 +40,46 @@ def format_passage(p: Passage) -> str:
     return p.text.strip()
 
 
-def build_messages(question: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
+def build_messages(
+    question: str,
+    passages: Sequence[Passage],
+    history: Sequence[Turn] = (),
+    *,
+    instructions: str = INSTRUCTIONS,
+) -> list[dict[str, str]]:
     if passages:
         context = "\n\n".join(f"[{i}] {format_passage(p)}" for i, p in enumerate(passages, 1))
     else:
         context = "（没有找到相关资料）"
-    content = (
-        f"{INSTRUCTIONS}\n【资料】\n{context}\n\n【顾客的问题】\n{question.strip()}\n\n【回答】"
-    )
-    return [{"role": "user", "content": content}]
+    parts = [instructions, "【资料】", context, ""]
+    if history:
+        parts.append("【之前的对话】")
+        for turn in history:
+            parts += [f"顾客：{turn.question.strip()}", f"客服：{turn.answer.strip()}"]
+        parts.append("")
+    parts += ["【顾客的问题】", question.strip(), "", "【回答】"]
+    return [{"role": "user", "content": "\n".join(parts)}]
+
+
+def fit_messages(
+    question: str,
+    passages: Sequence[Passage],
+    history: Sequence[Turn],
+    count_tokens: Callable[[list[dict[str, str]]], int] | None,
+    max_prompt_tokens: int,
+    *,
+    instructions: str = INSTRUCTIONS,
+) -> tuple[list[dict[str, str]], list[Passage], list[Turn]]:
+    """The prompt within ``max_prompt_tokens``: the oldest turns go first, then the
+    weakest passages (the last ones), but the best passage always stays."""
+    kept_p, kept_h = list(passages), list(history)
+    while True:
+        messages = build_messages(question, kept_p, kept_h, instructions=instructions)
+        if count_tokens is None or count_tokens(messages) <= max_prompt_tokens:
+            return messages, kept_p, kept_h
+        if kept_h:
+            kept_h.pop(0)
+        elif len(kept_p) > 1:
+            kept_p.pop()
+        else:
+            return messages, kept_p, kept_h

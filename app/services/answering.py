@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -17,7 +19,11 @@ from app.channels.wechat.api import OfficialAccountAPI, WeChatAPIError
 from app.channels.wechat.split import split_message
 from app.extensions import db
 from app.metrics import ANSWER_SECONDS, ANSWERS
+from app.ocr import OcrEngine
 from app.pipeline.answer import AnswerPipeline
+from app.pipeline.privacy import mask_pii
+from app.services import images
+from app.services.typing import typing_indicator
 from app.settings import Settings
 from app.store import InboundMessage, OutboundReply
 
@@ -43,9 +49,14 @@ def claim(message_id: int, lease_s: int) -> bool:
 
 
 def answer_message(
-    message_id: int, settings: Settings, pipeline: AnswerPipeline, api: OfficialAccountAPI
+    message_id: int,
+    settings: Settings,
+    pipeline: AnswerPipeline,
+    api: OfficialAccountAPI,
+    ocr: Callable[[], OcrEngine] | None = None,
 ) -> str:
-    """Returns what happened: answered, skipped (someone else has it or it is done) or failed."""
+    """Returns what happened: answered, ready (stored for a passive reply), skipped (someone
+    else has it or it is done) or failed. Raises when a retry may succeed."""
     if not claim(message_id, settings.stale_message_after_s):
         return "skipped"
     msg = db.session.get(InboundMessage, message_id)
@@ -53,20 +64,24 @@ def answer_message(
     try:
         replies = list(msg.replies)
         if not replies:
-            with ANSWER_SECONDS.time():
-                answer = pipeline.answer(msg.content)
-            sources = json.dumps(answer.sources, ensure_ascii=False)
-            for seq, piece in enumerate(split_message(answer.text)):
+            text, sources = _compose_answer(msg, settings, pipeline, api, ocr)
+            for seq, piece in enumerate(split_message(text)):
                 db.session.add(
                     OutboundReply(inbound_id=msg.id, seq=seq, content=piece, sources=sources)
                 )
             db.session.commit()
             replies = list(msg.replies)
+        if msg.delivery == "passive":
+            # No customer-service API (48001): a callback of this customer carries it.
+            msg.status = "ready"
+            db.session.commit()
+            ANSWERS.labels(outcome="ready").inc()
+            return "ready"
         for reply in replies:
             if reply.status == "sent":
                 continue
             api.send_text(msg.customer, reply.content)
-            reply.status, reply.sent_at = "sent", datetime.now(UTC)
+            reply.status, reply.sent_at, reply.via = "sent", datetime.now(UTC), "custom"
             db.session.commit()
         msg.status = "answered"
         db.session.commit()
@@ -75,26 +90,89 @@ def answer_message(
     except WeChatAPIError as exc:
         db.session.rollback()
         if exc.retryable:
+            if _spent(msg, str(exc), settings):
+                return "failed"
             _release(msg, str(exc))
             raise
-        msg.status, msg.error = "failed", str(exc)
-        for reply in msg.replies:
-            if reply.status != "sent":
-                reply.status, reply.errcode, reply.errmsg = "failed", exc.errcode, exc.errmsg
-        db.session.commit()
-        ANSWERS.labels(outcome="failed").inc()
+        _fail(msg, str(exc), exc.errcode, exc.errmsg)
         log.error("message %s not deliverable: %s", message_id, exc)
         return "failed"
     except Exception as exc:
         db.session.rollback()
+        if _spent(msg, repr(exc), settings):
+            return "failed"
         _release(msg, repr(exc))
         raise
+
+
+def _compose_answer(
+    msg: InboundMessage,
+    settings: Settings,
+    pipeline: AnswerPipeline,
+    api: OfficialAccountAPI,
+    ocr: Callable[[], OcrEngine] | None,
+) -> tuple[str, str]:
+    """The answer text and its sources (JSON) for ``msg``; images are read first."""
+    question = msg.content
+    if msg.msg_type == "image" and not question:
+        if ocr is None:
+            raise RuntimeError("an image message needs an OCR engine")
+        found = images.image_question(msg, settings, api, ocr())
+        if found.question is None:
+            return found.reply or images.IMAGE_NO_TEXT, "[]"
+        # Kept, so a retry after a failed send neither downloads nor reads it again.
+        question = found.question
+        msg.content = mask_pii(question)  # no phone, card or ID numbers at rest
+        db.session.commit()
+    typing = (
+        typing_indicator(api, msg.customer)
+        if settings.wechat_typing and msg.delivery == "custom"
+        else nullcontext()
+    )
+    with typing, ANSWER_SECONDS.time():
+        answer = pipeline.answer(question, customer=f"{msg.channel}:{msg.customer}")
+    return answer.text, json.dumps(answer.sources, ensure_ascii=False)
+
+
+def _fail(msg: InboundMessage, error: str, errcode: int | None, errmsg: str) -> None:
+    msg.status, msg.error = "failed", error[:2000]
+    for reply in msg.replies:
+        if reply.status != "sent":
+            reply.status, reply.errcode, reply.errmsg = "failed", errcode, errmsg[:2000]
+    db.session.commit()
+    ANSWERS.labels(outcome="failed").inc()
+
+
+def _spent(msg: InboundMessage, error: str, settings: Settings) -> bool:
+    """Fails the message for good once its attempts are used up (ANSWER_MAX_ATTEMPTS)."""
+    if msg.attempts < settings.answer_max_attempts:
+        return False
+    reason = f"gave up after {msg.attempts} attempts; last error: {error}"
+    _fail(msg, reason, None, reason)
+    log.error("message %s failed: %s", msg.id, reason)
+    return True
 
 
 def _release(msg: InboundMessage, error: str) -> None:
     """Hands the message back for a retry (by Celery, or by the sweeper)."""
     msg.status, msg.error, msg.claimed_at = "received", error[:2000], None
     db.session.commit()
+
+
+def sweep(settings: Settings, enqueue: Callable[[int], object], limit: int = 100) -> list[int]:
+    """Re-queues stale messages (lost enqueue, dead worker) and fails those whose attempts
+    are spent, so none is re-queued forever. Returns the ids re-queued."""
+    requeued = []
+    for message_id in stale_message_ids(settings, limit):
+        msg = db.session.get(InboundMessage, message_id)
+        if msg is None:
+            continue
+        if msg.attempts >= settings.answer_max_attempts:
+            _spent(msg, msg.error or "never finished", settings)
+            continue
+        enqueue(message_id)
+        requeued.append(message_id)
+    return requeued
 
 
 def stale_message_ids(settings: Settings, limit: int = 100) -> list[int]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.store import InboundMessage
+from app.pipeline.privacy import mask_pii
+from app.store import InboundMessage, OutboundReply
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +24,26 @@ class IncomingMessage:
     customer: str
     msg_type: str
     content: str
+    media_id: str = ""
 
 
-def record(msg: IncomingMessage, status: str = "received") -> int | None:
+def record(
+    msg: IncomingMessage,
+    status: str = "received",
+    *,
+    delivery: str = "custom",
+    answer: str | None = None,
+    sources: str = "",
+    answer_sent: bool = False,
+    before_commit: Callable[[InboundMessage], None] | None = None,
+) -> int | None:
     """Stores the message once and returns its id; None for a retry of one already stored.
 
+    With ``answer`` (known at once, e.g. an FAQ's stored answer) the message is stored
+    ready for passive delivery, its answer beside it, in the same transaction; with
+    ``answer_sent`` too, as answered by the reply to this very request (one commit).
+    `before_commit` sees the row once it is known to be new, inside the same transaction
+    (admission: counted and judged once per message, committed with it).
     The id is taken before the commit: reading it afterwards would reload the expired row
     (a second round trip on the callback's hot path, measured in bench/ack_latency)."""
     row = InboundMessage(
@@ -34,18 +52,36 @@ def record(msg: IncomingMessage, status: str = "received") -> int | None:
         account=msg.account,
         customer=msg.customer,
         msg_type=msg.msg_type,
-        content=msg.content,
-        status=status,
+        content=mask_pii(msg.content),  # no phone, card or ID numbers at rest
+        media_id=msg.media_id,
+        status="ready" if answer is not None else status,
+        delivery="passive" if answer is not None else delivery,
     )
+    if answer is not None and answer_sent:
+        row.status, row.passive_reply = "answered", answer
     db.session.add(row)
     try:
         db.session.flush()
         message_id = row.id
+        if before_commit is not None:
+            before_commit(row)
+        if answer is not None and row.status != "ignored":  # not turned away by admission
+            reply = OutboundReply(inbound_id=message_id, seq=0, content=answer, sources=sources)
+            if answer_sent:
+                reply.status, reply.via, reply.sent_at = "sent", "passive", datetime.now(UTC)
+                reply.carried_by = message_id
+            db.session.add(reply)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         return None
     return message_id
+
+
+def channel_of(message_id: int) -> str:
+    """The channel a stored message came by (it answers through that channel's API)."""
+    row = db.session.get(InboundMessage, message_id)
+    return row.channel if row is not None else "wechat"
 
 
 def enqueue_answer(message_id: int) -> bool:
@@ -62,3 +98,16 @@ def enqueue_answer(message_id: int) -> bool:
     except Exception as exc:  # broker down: the row stays 'received' and is swept up
         log.warning("could not queue message %s (%s); the sweeper will retry", message_id, exc)
         return False
+
+
+def find(channel: str, dedup_key: str) -> InboundMessage | None:
+    return db.session.scalar(
+        db.select(InboundMessage).where(
+            InboundMessage.channel == channel, InboundMessage.dedup_key == dedup_key
+        )
+    )
+
+
+def done_reading() -> None:
+    """Ends the read transaction (returns the connection to the pool before a long wait)."""
+    db.session.rollback()

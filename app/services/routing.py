@@ -1,7 +1,8 @@
 """What to do with each kind of WeChat message, decided before anything is queued.
 
-Only questions go to the model; everything else gets an immediate, polite passive reply
-(or none), so no message type can crash a worker or leave a customer without an answer.
+Only questions (text, recognised voice, pictures) go to the model; everything else gets an
+immediate, polite passive reply (or none), so no message type can crash a worker or leave
+a customer without an answer.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def route(fields: dict[str, str], settings: Settings) -> Decision:
     if msg_type == "event":
         return _route_event(fields, settings)
     if msg_type == "image":
-        return Decision("reply", IMAGE_RECEIVED)
+        # Read by the worker (media download, OCR) together with the text sent before it.
+        return Decision("answer") if fields.get("MediaId") else Decision("reply", IMAGE_RECEIVED)
     if msg_type in ("video", "shortvideo"):
         return Decision("reply", VIDEO_RECEIVED)
     if msg_type == "location":

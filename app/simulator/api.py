@@ -35,15 +35,7 @@ def create_simulator_app(sim: WeChatAPISimulator) -> Flask:
     app = Flask("wechat_api_simulator", static_folder=None)
     app.extensions["wechat_simulator"] = sim
 
-    def endpoint(*, token_endpoint: bool = False) -> Callable[[View], Callable[[], Response]]:
-        def decorate(view: View) -> Callable[[], Response]:
-            @wraps(view)
-            def handle() -> Response:
-                return _dispatch(sim, view, token_endpoint)
-
-            return handle
-
-        return decorate
+    endpoint = endpoint_decorator(sim)
 
     @app.get("/cgi-bin/token")
     @endpoint(token_endpoint=True)
@@ -66,13 +58,42 @@ def create_simulator_app(sim: WeChatAPISimulator) -> Flask:
     def custom_typing() -> dict[str, Any]:
         return sim.api_typing(request.args.get("access_token"), _json_body())
 
+    add_common_routes(app, sim, video_as_url=True)
+    return app
+
+
+def endpoint_decorator(
+    sim: WeChatAPISimulator,
+) -> Callable[..., Callable[[View], Callable[[], Response]]]:
+    """``@endpoint(token_endpoint=...)``: runs a view through faults, counting and records."""
+
+    def endpoint(*, token_endpoint: bool = False) -> Callable[[View], Callable[[], Response]]:
+        def decorate(view: View) -> Callable[[], Response]:
+            @wraps(view)
+            def handle() -> Response:
+                return _dispatch(sim, view, token_endpoint)
+
+            return handle
+
+        return decorate
+
+    return endpoint
+
+
+def add_common_routes(app: Flask, sim: WeChatAPISimulator, *, video_as_url: bool) -> None:
+    """``media/get``, a recorded 404 for APIs not simulated, and the ``/_sim/`` controls.
+
+    ``video_as_url``: the Official Account answers a video's media/get with JSON
+    ``{"video_url"}``; WeCom sends the bytes like any other media."""
+    endpoint = endpoint_decorator(sim)
+
     @app.get("/cgi-bin/media/get")
     @endpoint()
     def media_get() -> dict[str, Any] | Response:
         result = sim.api_media_get(request.args.get("access_token"), request.args.get("media_id"))
         if not isinstance(result, Media):
             return result
-        if result.is_video:
+        if result.is_video and video_as_url:
             return {"video_url": f"{request.host_url}_sim/media/{result.media_id}"}
         return media_response(result.data, result.content_type, result.filename)
 
@@ -83,7 +104,6 @@ def create_simulator_app(sim: WeChatAPISimulator) -> Flask:
         return Response(f"not simulated: /cgi-bin/{rest}\n", status=404, content_type="text/plain")
 
     app.register_blueprint(create_control_blueprint(sim))
-    return app
 
 
 def _dispatch(sim: WeChatAPISimulator, view: View, token_endpoint: bool) -> Response:

@@ -71,6 +71,11 @@ class Delivery:
         return any(a.status is not None for a in self.attempts)
 
     @property
+    def answered_on(self) -> int | None:
+        """Which try (1-3) got the HTTP answer that ended the delivery, if any."""
+        return next((a.number for a in self.attempts if a.status is not None), None)
+
+    @property
     def ok(self) -> bool:
         """WeChat accepted the answer (a passive reply or an empty "received")."""
         return self.answered and self.reply_error is None
@@ -238,8 +243,10 @@ class CallbackClient:
     def deliver(self, xml: str, *, tries: int = 3, wait: float = 5.0) -> Delivery:
         """WeChat's delivery: up to ``tries`` identical POSTs, each given ``wait`` seconds.
 
-        Only a missing response (timeout, connection error) causes a retry; any HTTP
-        answer ends the delivery, and is then judged as WeChat would judge it.
+        Only a missing response (timeout, connection error) causes a retry, sent as soon
+        as the previous try timed out (WeChat's 5 s, three tries); any HTTP answer ends
+        the delivery, and is then judged as WeChat would judge it. A service in passive
+        mode holds a try while it writes the answer, and lets a try lapse to get another.
         """
         prepared = self.prepare(xml)
         delivery = Delivery(xml)

@@ -23,11 +23,12 @@ from types import FrameType
 from typing import Any
 
 import click
+from flask import Flask
 from werkzeug.serving import make_server
 
 from . import DEMO_SIMULATOR_PORT, DEMO_WECHAT
 from .api import create_simulator_app
-from .callback_client import CallbackClient
+from .callback_client import CallbackClient, Delivery
 from .state import WeChatAPISimulator
 
 
@@ -48,8 +49,13 @@ def simulator(
 ) -> None:
     """Serve WeChat's API (token, custom/send, typing, media/get, /_sim/ controls)."""
     sim = WeChatAPISimulator(app_id, app_secret, token_ttl=token_ttl, with_rid=with_rid)
-    server = make_server(host, port, create_simulator_app(sim), threaded=True)
-    click.echo(f"WECHAT_API_BASE_URL=http://{host}:{server.server_port}")
+    serve_until_stopped(create_simulator_app(sim), host, port, "WECHAT_API_BASE_URL")
+
+
+def serve_until_stopped(app: Flask, host: str, port: int, variable: str) -> None:
+    """Serves ``app``; prints ``VARIABLE=url`` first so scripts can read the address."""
+    server = make_server(host, port, app, threaded=True)
+    click.echo(f"{variable}=http://{host}:{server.server_port}")
     sys.stdout.flush()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -100,7 +106,11 @@ def _client(opts: dict[str, Any]) -> CallbackClient:
 def say(text: str, from_user: str, tries: int, wait: float, **opts: Any) -> None:
     """Deliver one text message the way WeChat does (5 s per try, three tries)."""
     client = _client(opts)
-    delivery = client.deliver(client.text(from_user, text), tries=tries, wait=wait)
+    report_delivery(client.deliver(client.text(from_user, text), tries=tries, wait=wait))
+
+
+def report_delivery(delivery: Delivery) -> None:
+    """Prints a delivery as JSON; exits 1 when the customer would see an error."""
     out = {
         "ok": delivery.ok,
         "reply": delivery.reply,
@@ -126,21 +136,29 @@ def say(text: str, from_user: str, tries: int, wait: float, **opts: Any) -> None
 @click.argument("text")
 def simulate(text: str, from_user: str, simulator_url: str, timeout: float, **opts: Any) -> None:
     """Be a customer: send TEXT as WeChat does and print the answer the service sends back."""
+    client = _client(opts)
+    converse(client, client.text(from_user, text), from_user, simulator_url, timeout)
+
+
+def converse(
+    client: CallbackClient, xml: str, customer: str, simulator_url: str, timeout: float
+) -> None:
+    """Delivers ``xml`` and prints the answer: the passive reply, or what the service sent
+    to ``customer`` through the simulator at ``simulator_url``; exits 1 without one."""
     from .remote import RemoteSimulator
 
     remote = RemoteSimulator(simulator_url)
-    before = sum(1 for m in remote.sent if m.get("touser") == from_user)
-    client = _client(opts)
-    delivery = client.deliver(client.text(from_user, text))
+    before = sum(1 for m in remote.sent if m.get("touser") == customer)
+    delivery = client.deliver(xml)
     if not delivery.ok:
-        click.echo(f"WeChat would show the customer an error: {delivery.reply_error}", err=True)
+        click.echo(f"the customer would see an error: {delivery.reply_error}", err=True)
         sys.exit(1)
     if delivery.answered and delivery.reply:
         click.echo(delivery.reply.get("Content", json.dumps(delivery.reply, ensure_ascii=False)))
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        mine = [m for m in remote.sent if m.get("touser") == from_user][before:]
+        mine = [m for m in remote.sent if m.get("touser") == customer][before:]
         if mine:
             for message in mine:
                 click.echo(message.get("content") or json.dumps(message, ensure_ascii=False))

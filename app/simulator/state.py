@@ -264,14 +264,9 @@ class WeChatAPISimulator:
         if not isinstance(touser, str) or not touser.strip():
             return self.error(40003)
         msgtype = body.get("msgtype")
-        if msgtype not in CUSTOM_MSGTYPES:
-            return self.error(40008)
-        content = None
-        if msgtype == "text":
-            text = body.get("text")
-            content = text.get("content") if isinstance(text, dict) else None
-            if not isinstance(content, str) or not content:
-                return self.error(44004)
+        content, bad = self.checked_content(body, CUSTOM_MSGTYPES)
+        if bad:
+            return bad
         size = len(content.encode("utf-8")) if content is not None else 0
         record = {
             "touser": touser,
@@ -287,6 +282,21 @@ class WeChatAPISimulator:
             self._sent.append(record)
             self._changed.notify_all()
         return self.error(0)
+
+    def checked_content(
+        self, body: dict[str, Any], msgtypes: frozenset[str]
+    ) -> tuple[str | None, dict | None]:
+        """A message's text (None for other types), or the error for a bad type or text."""
+        msgtype = body.get("msgtype")
+        if msgtype not in msgtypes:
+            return None, self.error(40008)
+        if msgtype != "text":
+            return None, None
+        text = body.get("text")
+        content = text.get("content") if isinstance(text, dict) else None
+        if not isinstance(content, str) or not content:
+            return None, self.error(44004)
+        return content, None
 
     def api_typing(self, access_token: str | None, body: Any) -> dict:
         """``POST /cgi-bin/message/custom/typing``."""

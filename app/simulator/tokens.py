@@ -19,7 +19,7 @@ GRACE_S = 300
 #: stable_token ignores force_refresh repeated within this many seconds.
 FORCE_REFRESH_MIN_INTERVAL_S = 30
 
-Kind = Literal["token", "stable_token"]
+Kind = Literal["token", "stable_token", "gettoken"]
 
 
 @dataclass
@@ -39,6 +39,7 @@ class TokenStore:
         self._clock = clock
         self._tokens: dict[str, IssuedToken] = {}
         self._stable: IssuedToken | None = None
+        self._work: IssuedToken | None = None
         self._last_forced_at: float | None = None
 
     def issue(self) -> tuple[str, int]:
@@ -67,6 +68,15 @@ class TokenStore:
             return cur.value, int(cur.expires_at - now)
         self._stable = self._new("stable_token", now)
         return self._stable.value, self.ttl
+
+    def gettoken(self) -> tuple[str, int]:
+        """WeCom's ``/cgi-bin/gettoken``: the same token while it is valid, then a new one."""
+        now = self._clock()
+        cur = self._work
+        if cur is not None and now < cur.expires_at:
+            return cur.value, int(cur.expires_at - now)
+        self._work = self._new("gettoken", now)
+        return self._work.value, self.ttl
 
     def check(self, value: str) -> int:
         """0 if usable, else the errcode WeChat answers for it."""

@@ -1,5 +1,31 @@
 """Relational store: SQLAlchemy models (schema changes go through migrations/)."""
 
-from app.store.models import AccessToken, Document, InboundMessage, OutboundReply
+from app.store.models import (
+    AccessToken,
+    ApiKey,
+    AuditEntry,
+    ConversationTurn,
+    Document,
+    DocumentVersion,
+    HandoffRequest,
+    InboundMessage,
+    OutboundReply,
+    RateCounter,
+    ReindexRun,
+    User,
+)
 
-__all__ = ["AccessToken", "Document", "InboundMessage", "OutboundReply"]
+__all__ = [
+    "AccessToken",
+    "ApiKey",
+    "AuditEntry",
+    "ConversationTurn",
+    "Document",
+    "DocumentVersion",
+    "HandoffRequest",
+    "InboundMessage",
+    "OutboundReply",
+    "RateCounter",
+    "ReindexRun",
+    "User",
+]

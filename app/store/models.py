@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -31,7 +40,8 @@ class InboundMessage(db.Model):
     customer: Mapped[str] = mapped_column(String(128), index=True)
     msg_type: Mapped[str] = mapped_column(String(32))
     content: Mapped[str] = mapped_column(Text, default="")
-    # received -> processing -> answered | failed | ignored
+    # received -> processing -> answered | failed | ignored; passive delivery:
+    # processing -> ready (answer stored, waiting for a callback to carry it) -> answered
     status: Mapped[str] = mapped_column(String(16), default="received", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
@@ -40,6 +50,16 @@ class InboundMessage(db.Model):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # --- delivery (migration 0002_wechat_delivery) ---
+    #: WeChat's MediaId of an image, downloaded and read by the worker.
+    media_id: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    #: How the answer reaches the customer: custom (customer-service API) or passive (the
+    #: reply to one of WeChat's callback requests, for accounts without that API).
+    delivery: Mapped[str] = mapped_column(String(16), default="custom", server_default="custom")
+    #: WeChat's tries of this message seen by the callback (passive mode holds each).
+    callback_tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The passive reply text given to a try of this message, given again to a retry.
+    passive_reply: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     replies: Mapped[list[OutboundReply]] = relationship(
         back_populates="inbound", order_by="OutboundReply.seq"
@@ -63,12 +83,20 @@ class OutboundReply(db.Model):
     errmsg: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: custom (customer-service API) or passive (carried by the reply to ``carried_by``).
+    via: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    carried_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     inbound: Mapped[InboundMessage] = relationship(back_populates="replies")
 
 
 class Document(db.Model):
-    """A knowledge source file and the state of its index."""
+    """A knowledge source file and the state of its index.
+
+    ``version`` is the version readers are served (0: none yet). While a newer version is
+    indexed, ``status`` is queued/processing with ``progress`` 0-100 and ``stage`` in words;
+    if it fails, ``status`` is failed and the served version stays as it was.
+    """
 
     __tablename__ = "documents"
 
@@ -78,13 +106,22 @@ class Document(db.Model):
     kind: Mapped[str] = mapped_column(String(16), default="text")
     sha256: Mapped[str] = mapped_column(String(64), default="")
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
-    # pending -> indexed | failed
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # queued -> processing -> indexed | failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+    category: Mapped[str] = mapped_column(String(256), default="")
+    #: "upload" (API, CLI upload) or "folder" (`flask kb ingest` of KNOWLEDGE_DIR)
+    origin: Mapped[str] = mapped_column(String(16), default="upload")
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    stage: Mapped[str] = mapped_column(String(128), default="")
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    updated_by: Mapped[str] = mapped_column(String(64), default="")
 
 
 class AccessToken(db.Model):
@@ -96,3 +133,143 @@ class AccessToken(db.Model):
     token: Mapped[str] = mapped_column(String(1024), default="")
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RateCounter(db.Model):
+    """A customer's message count in the current rate-limit window, when there is no Redis.
+
+    One row per key (channel:customer), reset in place when a new window starts, so the
+    table stays as small as the customer list and needs no cleaning.
+    """
+
+    __tablename__ = "rate_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(Integer)  # epoch seconds
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class DocumentVersion(db.Model):
+    """One uploaded file of a document. The bytes live here, so that any worker can index
+    them and a reindex can rebuild every document without the uploader's folder; the
+    content of superseded versions is dropped once a newer one serves."""
+
+    __tablename__ = "document_versions"
+    __table_args__ = (UniqueConstraint("document_id", "number", name="uq_version_doc_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # queued -> processing -> indexed | failed | superseded
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    error: Mapped[str] = mapped_column(Text, default="")
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEntry(db.Model):
+    """Who changed what in the knowledge base (and in its users), kept after the document."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(255), default="", index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class User(db.Model):
+    """A staff member who may sign in to the knowledge API and admin pages."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # staff: manage documents and search; admin: also reindex, audit log, users
+    role: Mapped[str] = mapped_column(String(16), default="staff")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ReindexRun(db.Model):
+    """One blue/green rebuild of the knowledge collection, with its progress."""
+
+    __tablename__ = "reindex_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # running -> succeeded | up_to_date | failed | abandoned (its process died)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    trigger: Mapped[str] = mapped_column(String(16), default="cli")
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    full: Mapped[bool] = mapped_column(Boolean, default=False)
+    collection: Mapped[str] = mapped_column(String(255), default="")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    reused: Mapped[int] = mapped_column(Integer, default=0)
+    rebuilt: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ApiKey(db.Model):
+    """A bearer key for the tool API, /dify/retrieval and /v1 (Dify's credentials).
+
+    Only the SHA-256 of the key is stored: keys are 256-bit random strings, so a fast hash
+    is enough (no password stretching needed) and lookup is one indexed equality.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    #: The first characters of the key, shown in listings so admins can tell keys apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class HandoffRequest(db.Model):
+    """A conversation handed to a person through the hand-off tool (Dify workflows)."""
+
+    __tablename__ = "handoff_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), default="dify")
+    customer: Mapped[str] = mapped_column(String(128), default="")
+    conversation_id: Mapped[str] = mapped_column(String(128), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    # open -> taken | closed (by the agents' tooling)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ConversationTurn(db.Model):
+    """One question and the answer it got: a customer's short-term memory, so follow-up
+    questions ("那空气炸锅呢？") are understood. Read back only while recent; old rows are
+    deleted as new ones arrive. Stored masked (no phone, card or ID numbers)."""
+
+    __tablename__ = "conversation_turns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer: Mapped[str] = mapped_column(String(160), index=True)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )

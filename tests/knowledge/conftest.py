@@ -11,9 +11,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 # Nothing may reach a model hub from the tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -188,3 +191,108 @@ def lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# --- the running service, for the API, worker, lifecycle and reindex tests ----------------
+
+
+@dataclass
+class KbService:
+    """gunicorn + a Celery worker on Redis, PostgreSQL (a database of its own), milvus-lite."""
+
+    url: str
+    env: dict[str, str]
+    collection: str
+    milvus_uri: str
+    db: Any
+
+    def login(self, username: str, password: str) -> requests.Session:
+        s = requests.Session()
+        r = s.post(f"{self.url}/api/auth/login", json={"username": username, "password": password})
+        assert r.status_code == 200, r.text
+        s.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+        return s
+
+    def milvus(self, fn: Any) -> Any:
+        """``fn(client)`` with a fresh client on Milvus itself (not through the app). pymilvus
+        shares one channel per address; after a long idle milvus-lite answers its keepalive
+        pings with GOAWAY and the first call fails, so calls are retried to a deadline."""
+        from pymilvus import MilvusClient
+
+        from tests.support import wait_until
+
+        def attempt() -> tuple[Any]:
+            client = MilvusClient(uri=self.milvus_uri)
+            try:
+                return (fn(client),)
+            finally:
+                client.close()
+
+        return wait_until(attempt, 60, "a Milvus call")[0]
+
+    def milvus_rows(self, doc_id: str) -> list[dict[str, Any]]:
+        """The document's points, read from Milvus itself."""
+        return self.milvus(
+            lambda c: c.query(
+                self.collection,
+                filter=f'doc_id == "{doc_id}"',
+                output_fields=["id", "text"],
+                consistency_level="Strong",
+            )
+        )
+
+    def scalar(self, sql: str, **params: object) -> object:
+        import sqlalchemy as sa
+
+        with self.db.connect() as conn:
+            return conn.execute(sa.text(sql), params).scalar()
+
+
+ADMIN = ("kbadmin", "admin-pass-123")
+STAFF = ("kbstaff", "staff-pass-123")
+
+
+@pytest.fixture(scope="module")
+def kb_service(
+    tmp_path_factory: pytest.TempPathFactory,
+    processes: Any,
+    redis_url: str,
+    milvus_uri: str,
+) -> Iterator[KbService]:
+    import uuid
+
+    import psycopg
+    import sqlalchemy as sa
+
+    from tests.conftest import PG_ADMIN
+    from tests.support import base_env, run_flask, start_service
+
+    name = f"wxcs_kb_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    pg_url = (
+        PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    )
+    collection = f"kb_{uuid.uuid4().hex[:8]}"
+    env = base_env(
+        tmp_path_factory.mktemp("kbdata"),
+        DATABASE_URL=pg_url,
+        CELERY_BROKER_URL=redis_url,
+        MILVUS_URI=milvus_uri,
+        MILVUS_COLLECTION=collection,
+        KB_MAX_UPLOAD_BYTES=str(1024 * 1024),
+    )
+    tag = f"kb-{collection}"
+    url = start_service(processes, env, tag)
+    for (user, password), role in ((ADMIN, "admin"), (STAFF, "staff")):
+        done = run_flask(
+            ["user", "create", user, "--role", role], {**env, "KB_NEW_PASSWORD": password}
+        )
+        assert done.returncode == 0, done.stderr
+    engine = sa.create_engine(pg_url)
+    yield KbService(url, env, collection, milvus_uri, engine)
+    engine.dispose()
+    processes.stop(f"{tag}-web")
+    processes.stop(f"{tag}-worker")
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -20,18 +20,21 @@ def test_ingest_reports_each_file_and_hybrid_finds_chinese_paraphrases(
     store: KnowledgeStore, kb_dir: Path
 ) -> None:
     (kb_dir / "README.md").write_text("# About this folder\n", encoding="utf-8")
-    (kb_dir / "scan.pdf").write_bytes(b"%PDF-1.4")
+    (kb_dir / "scan.pdf").write_bytes(b"%PDF-1.4")  # damaged: a header and nothing else
+    (kb_dir / "slides.pptx").write_bytes(b"PK\x03\x04")
     (kb_dir / "broken.csv").write_text("question,答复\n包邮吗,满99\n", encoding="utf-8")
 
     report = ingest_directory(store, kb_dir)
 
     by_source = {d.source: d for d in report.documents}
-    assert set(by_source) == {"broken.csv", "faq.csv", "policy.md", "scan.pdf"}  # README excluded
+    assert set(by_source) == {"broken.csv", "faq.csv", "policy.md", "scan.pdf", "slides.pptx"}
     assert (by_source["faq.csv"].status, by_source["faq.csv"].chunks) == ("indexed", len(FAQ_ROWS))
     assert by_source["faq.csv"].kind == "faq" and len(by_source["faq.csv"].sha256) == 64
     assert (by_source["policy.md"].status, by_source["policy.md"].chunks) == ("indexed", 4)
     assert by_source["policy.md"].title == "测试商店售后政策"
-    assert by_source["scan.pdf"].status == "skipped" and ".pdf" in by_source["scan.pdf"].message
+    assert by_source["slides.pptx"].status == "skipped"
+    assert ".pptx" in by_source["slides.pptx"].message
+    assert by_source["scan.pdf"].status == "failed" and "damaged" in by_source["scan.pdf"].message
     assert by_source["broken.csv"].status == "failed"
     assert "answer" in by_source["broken.csv"].message
     assert not report.ok

@@ -89,8 +89,8 @@ def test_gbk_text_file(tmp_path: Path) -> None:
 
 
 def test_unsupported_type(tmp_path: Path) -> None:
-    path = tmp_path / "scan.pdf"
-    path.write_bytes(b"%PDF-1.4")
+    path = tmp_path / "slides.pptx"
+    path.write_bytes(b"PK\x03\x04")
 
-    with pytest.raises(UnsupportedFormat, match=r"\.pdf"):
+    with pytest.raises(UnsupportedFormat, match=r"slides\.pptx: unsupported file type \.pptx"):
         load_document(path, tmp_path)

@@ -37,3 +37,34 @@ def test_too_long_answer_is_capped_at_five_pieces() -> None:
     assert len(pieces) == 5
     assert pieces[-1].endswith("…")
     assert all(len(p.encode("utf-8")) <= 2048 for p in pieces)
+
+
+def _split(pieces: list[str], opened: bool = False) -> tuple[str, str]:
+    from app.pipeline.postprocess import ThinkSplitter
+
+    splitter = ThinkSplitter(opened)
+    parts = [p for piece in pieces for p in splitter.feed(piece)] + list(splitter.flush())
+    return (
+        "".join(t for k, t in parts if k == "reasoning"),
+        "".join(t for k, t in parts if k == "answer"),
+    )
+
+
+def test_streamed_think_tags_split_across_pieces() -> None:
+    pieces = ["<th", "ink>用户问", "发货。</t", "hink>\n48小时", "内发货。"]
+    assert _split(pieces) == ("用户问发货。", "48小时内发货。")
+
+
+def test_streamed_closing_tag_alone_when_the_prompt_opened_it() -> None:
+    assert _split(["先想", "一想……\n</thi", "nk>\n\n好的。"], opened=True) == (
+        "先想一想……\n",
+        "好的。",
+    )
+
+
+def test_stream_without_tags_is_all_answer() -> None:
+    assert _split(["您好，", "<", "满99元包邮。"]) == ("", "您好，<满99元包邮。")
+
+
+def test_stream_cut_off_while_thinking_has_no_answer() -> None:
+    assert _split(["<think>还在想", "还在想"]) == ("还在想还在想", "")

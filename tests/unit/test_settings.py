@@ -16,6 +16,10 @@ from tests.support import base_env, run_flask
         ("DATABASE_URL", "mysql://x", "postgresql"),
         ("MILVUS_URI", "nowhere", "Milvus"),
         ("WECHAT_TOKEN", "has spaces!", "letters or digits"),
+        ("LLM_API_MODE", "queue", "redis://"),  # the embedded broker has no Redis
+        ("LLM_API_MODE", "gpu", "inprocess"),
+        ("OPENAI_MODEL_NAME", "has space", "pattern"),
+        ("TOOLS_ANSWER_BUDGET_S", "90", "55"),
     ],
 )
 def test_bad_value_names_the_variable(tmp_path, name: str, value: str, hint: str) -> None:

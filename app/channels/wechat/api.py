@@ -1,47 +1,45 @@
-"""Calls to WeChat's API (token, customer-service messages, typing), all through
-WECHAT_API_BASE_URL so an outbound proxy or the simulator can stand in.
+"""Calls to WeChat's API (token, customer-service messages, typing; media/get in the base
+class), all through WECHAT_API_BASE_URL so an outbound proxy or the simulator can stand in.
 
 Written on requests rather than wechatpy's client: that client hard-codes the token URL
-and retries 40001 without bound; here retries are bounded and the token is shared.
+and retries 40001 without bound; here retries are bounded and the token is shared
+(the HTTP and retry rules are in app/channels/api_client.py, shared with WeCom).
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from typing import Any
-
 import requests
 
+from app.channels.api_client import Media, MediaTooLarge, TokenAPIClient, WeChatAPIError
 from app.channels.wechat.tokens import TokenHolder
 from app.settings import Settings
 
-log = logging.getLogger(__name__)
+__all__ = ["Media", "MediaTooLarge", "OfficialAccountAPI", "WeChatAPIError"]
 
-TOKEN_ERRORS = {40001, 40014, 42001}
-RETRYABLE_ERRORS = {-1, 45009} | TOKEN_ERRORS
-
-
-class WeChatAPIError(Exception):
-    def __init__(self, errcode: int | None, errmsg: str, *, retryable: bool) -> None:
-        super().__init__(f"WeChat API error {errcode}: {errmsg}")
-        self.errcode = errcode
-        self.errmsg = errmsg
-        self.retryable = retryable
+TOKEN_ERRORS = frozenset({40001, 40014, 42001})
+#: 45009 (daily API quota) is not here: nothing succeeds before WeChat's daily reset, so
+#: retrying would only burn more of tomorrow's quota.
+RETRYABLE_ERRORS = frozenset({-1}) | TOKEN_ERRORS
 
 
-class OfficialAccountAPI:
+class OfficialAccountAPI(TokenAPIClient):
+    token_errors = TOKEN_ERRORS
+    retryable_errors = RETRYABLE_ERRORS
+
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
-        self.base = settings.wechat_api_base_url
+        super().__init__(
+            settings.wechat_api_base_url,
+            timeout=settings.wechat_http_timeout_s,
+            retries=settings.wechat_send_retries,
+            session=session,
+        )
         self.app_id = settings.wechat_app_id
         self.secret = settings.wechat_app_secret
-        self.timeout = settings.wechat_http_timeout_s
-        self.retries = settings.wechat_send_retries
-        self.http = session or requests.Session()
         self.tokens = TokenHolder(self.app_id, self._fetch_token, settings.data_dir / "locks")
 
     def _fetch_token(self, force_refresh: bool) -> tuple[str, int]:
-        data = self._post_json(
+        data = self._request(
+            "POST",
             "/cgi-bin/stable_token",
             {
                 "grant_type": "client_credential",
@@ -63,55 +61,12 @@ class OfficialAccountAPI:
         )
 
     def typing(self, openid: str, on: bool = True) -> None:
+        """One attempt, no retry: a cosmetic call must neither back off nor refresh the
+        token (a token error is left to the send that follows, which refreshes it once)."""
         command = "Typing" if on else "CancelTyping"
-        self.call("/cgi-bin/message/custom/typing", {"touser": openid, "command": command})
-
-    def call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POSTs with the shared token; a bounded number of retries on -1, 5xx and token errors."""
-        token = self.tokens.get()
-        attempt = 0
-        while True:
-            try:
-                return self._post_json(path, payload, params={"access_token": token})
-            except WeChatAPIError as exc:
-                if not exc.retryable or attempt >= self.retries:
-                    raise
-                attempt += 1
-                if exc.errcode in TOKEN_ERRORS:
-                    token = self.tokens.invalidate(token)
-                else:
-                    time.sleep(min(0.2 * 2**attempt, 2.0))
-                log.warning("retrying %s after %s (attempt %d)", path, exc, attempt)
-
-    def _post_json(self, path: str, payload: dict[str, Any], params: dict | None = None) -> dict:
-        try:
-            resp = self.http.post(
-                self.base + path,
-                params=params,
-                timeout=self.timeout,
-                data=_json_bytes(payload),
-                headers={"Content-Type": "application/json"},
-            )
-        except requests.RequestException as exc:
-            raise WeChatAPIError(None, f"network error: {exc}", retryable=True) from exc
-        if resp.status_code >= 500:
-            raise WeChatAPIError(None, f"HTTP {resp.status_code}", retryable=True)
-        try:
-            data = resp.json()
-        except ValueError:
-            raise WeChatAPIError(
-                None, f"non-JSON reply (HTTP {resp.status_code})", retryable=resp.status_code >= 500
-            ) from None
-        errcode = int(data.get("errcode", 0) or 0)
-        if errcode:
-            raise WeChatAPIError(
-                errcode, str(data.get("errmsg", "")), retryable=errcode in RETRYABLE_ERRORS
-            )
-        return data
-
-
-def _json_bytes(payload: dict[str, Any]) -> bytes:
-    import json
-
-    # WeChat shows \uXXXX escapes literally: send real UTF-8.
-    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self._request(
+            "POST",
+            "/cgi-bin/message/custom/typing",
+            {"touser": openid, "command": command},
+            params={"access_token": self.tokens.get()},
+        )

@@ -64,15 +64,16 @@ def parse_xml(body: bytes | str) -> dict[str, str]:
     return fields
 
 
-def decrypt(aes_key: str, app_id: str, encrypt: str) -> str:
-    """Decrypts a safe-mode payload, checking that it was meant for our AppId."""
+def decrypt(aes_key: str, app_id: str, encrypt: str, *, receiver: str = "AppId") -> str:
+    """Decrypts a safe-mode payload, checking that it was meant for our AppId (WeCom: the
+    same scheme, with the CorpID as receiveid; also used for its encrypted echostr)."""
     if not encrypt:
         raise CallbackRejected(400, "missing Encrypt")
     try:
         key = binascii.a2b_base64(aes_key + "=")
         plain = PrpCrypto(key).decrypt(encrypt, app_id)
     except InvalidAppIdException:
-        raise CallbackRejected(400, "message is for a different AppId") from None
+        raise CallbackRejected(400, f"message is for a different {receiver}") from None
     except Exception:  # bad base64, padding, length or UTF-8 in attacker-controlled input
         raise CallbackRejected(400, "Encrypt could not be decrypted") from None
     return plain.decode("utf-8") if isinstance(plain, bytes) else plain

@@ -1,0 +1,169 @@
+"""/admin: the knowledge pages for business staff (server-rendered, in Chinese).
+
+Each page is rendered only for a signed-in user (the session cookie of /api/auth); anyone
+else is redirected to the login page before anything is read. The lists that change while
+staff watch (documents being indexed, reindex runs) are filled by app/static/admin/admin.js
+from /api/knowledge with the same cookie and CSRF header, so the page can do exactly what
+the API allows and nothing more. Everything is served from here: deployments are offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from app.controllers.auth import signed_in_user
+from app.knowledge.validation import SUPPORTED_SUFFIXES
+from app.services import audit
+from app.services import knowledge as kb
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ROLE_NAMES = {"admin": "管理员", "staff": "员工"}
+AUDIT_ACTIONS = {
+    "upload": "上传",
+    "replace": "替换",
+    "delete": "删除",
+    "reindex": "重建索引",
+    "user.create": "创建用户",
+    "user.password": "修改密码",
+    "user.disable": "停用用户",
+    "user.enable": "启用用户",
+}
+AUDIT_LIMIT = 200
+
+# Scripts and styles only from this service: injected markup (a hostile file name) cannot
+# run, and no page can be framed by another site.
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after login: only a page of this blueprint (no open redirect)."""
+    default = url_for("admin.documents")
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/admin/"):
+        return default
+    if parts.path.rstrip("/") == "/admin/login" or "\\" in target:
+        return default
+    return target
+
+
+def page(role: str = "staff") -> Callable[[F], F]:
+    """A page for signed-in users; others go to the login page, staff on an admin page
+    get a 403 page saying an admin account is needed."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            user = signed_in_user()
+            if user is None:
+                return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+            g.user = user
+            if role == "admin" and user.role != "admin":
+                return render_template("admin/forbidden.html", **_context()), 403
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _context() -> dict[str, Any]:
+    user = g.user
+    return {
+        "user": user,
+        "role_name": ROLE_NAMES.get(user.role, user.role),
+        "is_admin": user.role == "admin",
+        "csrf_token": session.get("csrf", ""),
+    }
+
+
+@bp.get("/")
+@page()
+def index() -> Any:
+    return redirect(url_for("admin.documents"))
+
+
+@bp.get("/login")
+def login() -> Any:
+    target = _safe_next(request.args.get("next"))
+    if signed_in_user() is not None:
+        return redirect(target)
+    return render_template("admin/login.html", next_url=target)
+
+
+@bp.get("/documents")
+@page()
+def documents() -> Any:
+    limit = current_app.extensions["settings"].kb_max_upload_bytes
+    return render_template(
+        "admin/documents.html",
+        max_upload_bytes=limit,
+        max_upload_mb=f"{limit / (1024 * 1024):.3g}",
+        suffixes=sorted(SUPPORTED_SUFFIXES),
+        categories=kb.categories(),
+        **_context(),
+    )
+
+
+@bp.get("/search")
+@page()
+def search() -> Any:
+    return render_template(
+        "admin/search.html",
+        categories=kb.categories(),
+        documents=[(d.id, d.title) for d in kb.list_documents()],
+        **_context(),
+    )
+
+
+@bp.get("/reindex")
+@page()
+def reindex() -> Any:
+    return render_template("admin/reindex.html", **_context())
+
+
+@bp.get("/audit")
+@page("admin")
+def audit_log() -> Any:
+    target = (request.args.get("target") or "").strip()[:255]
+    entries = [audit.entry_dict(e) for e in audit.recent(AUDIT_LIMIT, target=target or None)]
+    return render_template(
+        "admin/audit.html",
+        entries=entries,
+        target=target,
+        limit=AUDIT_LIMIT,
+        actions=AUDIT_ACTIONS,
+        **_context(),
+    )

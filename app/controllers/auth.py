@@ -1,0 +1,124 @@
+"""Staff sign-in for the knowledge API and the admin pages.
+
+One check serves the browser and scripts: a signed Flask session cookie after
+POST /api/auth/login (SameSite=Lax, HttpOnly), or HTTP Basic credentials on each request.
+Cookie-authenticated requests that change something must also send the session's CSRF token
+in ``X-CSRF-Token`` (login and /me return it), so another site cannot act for a signed-in
+user. The cookie is tied to the password hash: changing a password signs out its sessions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, g, jsonify, request, session
+
+from app.extensions import db
+from app.services import users
+from app.store import User
+
+bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+
+F = TypeVar("F", bound=Callable[..., Any])
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
+    """The JSON error shape of every /api endpoint: {"error": message, ...}."""
+    return jsonify(error=message, **extra), status
+
+
+def _fingerprint(user: User) -> str:
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def _session_user() -> User | None:
+    uid = session.get("uid")
+    if uid is None:
+        return None
+    user = db.session.get(User, uid)
+    if user is None or not user.active or session.get("pw") != _fingerprint(user):
+        session.clear()
+        return None
+    return user
+
+
+def _basic_user() -> User | None:
+    auth = request.authorization
+    if auth is None or auth.type != "basic" or not auth.username:
+        return None
+    return users.authenticate(auth.username, auth.password or "")
+
+
+def user_dict(user: User) -> dict[str, Any]:
+    return {"username": user.username, "role": user.role}
+
+
+def login_required(role: str = "staff") -> Callable[[F], F]:
+    """Allow signed-in users of ``role`` (admin includes staff); 401/403 JSON otherwise."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            via_basic = request.authorization is not None
+            user = _basic_user() if via_basic else _session_user()
+            if user is None:
+                message = "wrong username or password" if via_basic else "login required"
+                return error(401, message)
+            if role == "admin" and user.role != "admin":
+                return error(403, "this needs an admin account")
+            if not via_basic and request.method in _UNSAFE:
+                sent = request.headers.get("X-CSRF-Token", "")
+                if not hmac.compare_digest(sent, session.get("csrf", "")):
+                    return error(403, "missing or wrong X-CSRF-Token header")
+            g.user = user
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def actor() -> str:
+    """Who is making the current request, for the audit log."""
+    return g.user.username
+
+
+@bp.post("/login")
+def login() -> Any:
+    data = request.get_json(silent=True) if request.is_json else request.form
+    if not isinstance(data, dict) and not hasattr(data, "get"):
+        return error(400, "send a JSON object with username and password")
+    username, password = data.get("username"), data.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username:
+        return error(400, "username and password are required")
+    user = users.authenticate(username[:64], password[:1024])
+    if user is None:
+        return error(401, "wrong username or password")
+    session.clear()
+    session["uid"], session["pw"] = user.id, _fingerprint(user)
+    session["csrf"] = secrets.token_urlsafe(24)
+    return jsonify(user=user_dict(user), csrf_token=session["csrf"])
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    session.clear()
+    return jsonify(ok=True)
+
+
+@bp.get("/me")
+@login_required()
+def me() -> Any:
+    return jsonify(user=user_dict(g.user), csrf_token=session.get("csrf"))
+
+
+def signed_in_user() -> User | None:
+    """The user of this request's session cookie, or None: for the server-rendered admin
+    pages (app/controllers/admin.py), which redirect to their login page instead of a 401."""
+    return _session_user()

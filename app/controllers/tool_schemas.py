@@ -1,0 +1,166 @@
+"""Request and response schemas of the tool API (marshmallow).
+
+They validate requests and, through apispec, generate /openapi.json: one definition, so
+the document Dify imports cannot drift from what the endpoints accept. Request bodies are
+flat (Dify turns only top-level properties into tool parameters) and use no nullable or
+union types (OpenAPI 3.0, which Dify's parser handles).
+"""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _text(description: str, *, max_len: int = 2000, required: bool = True, **kw) -> fields.String:
+    return fields.String(
+        required=required,
+        validate=validate.Length(min=1 if required else 0, max=max_len),
+        metadata={"description": description},
+        **kw,
+    )
+
+
+class SearchRequest(_Strict):
+    query = _text("What to look for, in the customer's words (Chinese or English).")
+    top_k = fields.Integer(
+        load_default=4,
+        validate=validate.Range(min=1, max=20),
+        metadata={"description": "How many passages to return (1-20).", "default": 4},
+    )
+    category = _text(
+        "Only search this category (for example 物流, 售后, 发票); empty for all.",
+        max_len=256,
+        required=False,
+        load_default="",
+    )
+
+
+class Passage(Schema):
+    content = fields.String(metadata={"description": "The passage text."})
+    score = fields.Float(metadata={"description": "Relevance 0-1 (cosine similarity)."})
+    source = fields.String(metadata={"description": "The document it comes from."})
+    section = fields.String(metadata={"description": "Heading path inside the document."})
+    category = fields.String()
+    doc_id = fields.String()
+    chunk_id = fields.String()
+    faq_question = fields.String(metadata={"description": "For FAQ entries: the question."})
+    faq_answer = fields.String(metadata={"description": "For FAQ entries: the stored answer."})
+
+
+class SearchResponse(Schema):
+    results = fields.List(fields.Nested(Passage))
+
+
+class AnswerRequest(_Strict):
+    question = _text("The customer's question, as they wrote it.")
+    max_seconds = fields.Integer(
+        load_default=40,
+        validate=validate.Range(min=5, max=55),
+        metadata={
+            "description": "Wall-clock budget in seconds (5-55); the answer is cut short "
+            "rather than late.",
+            "default": 40,
+        },
+    )
+
+    image_text = _text(
+        "Text read from an image the customer sent (from the OCR tools), if any.",
+        max_len=8000,
+        required=False,
+        load_default="",
+    )
+
+
+class Source(Schema):
+    source = fields.String()
+    section = fields.String()
+    score = fields.Float()
+
+
+class AnswerResponse(Schema):
+    answer = fields.String(metadata={"description": "Plain-text answer for the customer."})
+    sources = fields.List(fields.Nested(Source))
+    from_faq = fields.Boolean(metadata={"description": "True when an FAQ answered verbatim."})
+    truncated = fields.Boolean(metadata={"description": "True when the budget cut it short."})
+    seconds = fields.Float()
+
+
+class FaqRequest(_Strict):
+    question = _text("The customer's question.")
+
+
+class FaqResponse(Schema):
+    found = fields.Boolean(metadata={"description": "True when an FAQ entry is this question."})
+    question = fields.String()
+    answer = fields.String(metadata={"description": "The stored answer, to send verbatim."})
+    category = fields.String()
+    source = fields.String()
+    candidates = fields.List(fields.String(), metadata={"description": "Closest FAQ questions."})
+
+
+class OcrUrlRequest(_Strict):
+    image_url = _text(
+        "Public http(s) URL of the image (screenshot, photo of a label or an error dialog).",
+        max_len=2048,
+    )
+
+
+class OcrUploadRequest(Schema):
+    image = fields.Raw(
+        required=True,
+        metadata={
+            "type": "string",
+            "format": "binary",
+            "description": "The image file (PNG, JPEG, WEBP, BMP, GIF or TIFF).",
+        },
+    )
+
+
+class OcrLine(Schema):
+    text = fields.String()
+    score = fields.Float()
+
+
+class OcrResponse(Schema):
+    text = fields.String(metadata={"description": "All recognised text, one line per line."})
+    lines = fields.List(fields.Nested(OcrLine))
+    width = fields.Integer()
+    height = fields.Integer()
+
+
+class HandoffRequest(_Strict):
+    reason = _text("Why a person is needed (customer asked, complaint, not in the knowledge).")
+    summary = _text(
+        "A short summary of the conversation for the agent.",
+        max_len=4000,
+        required=False,
+        load_default="",
+    )
+    customer = _text(
+        "Who the customer is (WeChat openid, Dify user id).",
+        max_len=128,
+        required=False,
+        load_default="",
+    )
+    conversation_id = _text(
+        "The Dify conversation id, to find the conversation again.",
+        max_len=128,
+        required=False,
+        load_default="",
+    )
+
+
+class HandoffResponse(Schema):
+    handoff_id = fields.Integer()
+    status = fields.String()
+    message = fields.String(metadata={"description": "What to tell the customer."})
+
+
+class Error(Schema):
+    error = fields.String(metadata={"description": "A stable error code."})
+    message = fields.String(metadata={"description": "What went wrong and how to fix it."})

@@ -1,0 +1,279 @@
+"""The tool API that Dify imports from /openapi.json: one POST endpoint per tool.
+
+Every endpoint takes a flat JSON body (or the same fields form-encoded, which is what a
+Dify http-request node can send safely), needs a bearer API key, and answers JSON, or
+plain text when the caller asks `Accept: text/plain` (handy in workflows).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from app.controllers import tool_schemas as s
+from app.controllers.api_auth import check_bearer
+from app.knowledge.store import KnowledgeStoreError
+from app.ocr import ImageRejected
+from app.services import tools
+from app.services.fetch import FetchRefused
+from app.services.llm_jobs import JobError
+from app.settings import Settings
+
+bp = Blueprint("tools", __name__, url_prefix="/tools")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One tool: its route and everything /openapi.json says about it."""
+
+    path: str
+    operation_id: str
+    summary: str
+    description: str
+    request: type[Schema]
+    response: type[Schema]
+    content_type: str
+    plain: Callable[[dict[str, Any]], str]
+
+
+OPERATIONS: list[Operation] = []
+
+
+def _settings() -> Settings:
+    return current_app.extensions["settings"]
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
+    return jsonify(error=code, message=message, **extra), status
+
+
+@bp.before_request
+def _authenticate() -> tuple[Response, int] | None:
+    settings = _settings()
+    upload = request.path.endswith("/ocr/upload")
+    request.max_content_length = (
+        settings.tools_max_image_bytes + 64 * 1024 if upload else settings.api_max_body_bytes
+    )
+    failure = check_bearer()
+    if failure is not None:
+        resp, status = _error(401, f"{failure.reason}_api_key", failure.message)
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="wxcs"'
+        return resp, status
+    return None
+
+
+@bp.errorhandler(ValidationError)
+def _invalid(exc: ValidationError) -> tuple[Response, int]:
+    return _error(400, "invalid_request", _flatten(exc.messages), fields=exc.messages)
+
+
+@bp.errorhandler(ImageRejected)
+@bp.errorhandler(FetchRefused)
+def _bad_image(exc: ValueError) -> tuple[Response, int]:
+    return _error(400, "bad_image", str(exc))
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_exc: RequestEntityTooLarge) -> tuple[Response, int]:
+    return _error(413, "too_large", f"the request body is over {request.max_content_length} bytes")
+
+
+@bp.errorhandler(JobError)
+def _job_failed(exc: JobError) -> tuple[Response, int]:
+    return _error(
+        exc.status, "model_unavailable" if exc.status == 503 else "model_error", exc.message
+    )
+
+
+@bp.errorhandler(KnowledgeStoreError)
+def _store_down(exc: KnowledgeStoreError) -> tuple[Response, int]:
+    log.error("knowledge store failed: %s", exc)
+    return _error(503, "knowledge_unavailable", f"the knowledge base is unavailable: {exc}")
+
+
+@bp.errorhandler(HTTPException)
+def _http(exc: HTTPException) -> tuple[Response, int]:
+    return _error(
+        exc.code or 400, (exc.name or "error").lower().replace(" ", "_"), exc.description or ""
+    )
+
+
+def _flatten(messages: Any) -> str:
+    if isinstance(messages, dict):
+        return "; ".join(f"{k}: {_flatten(v)}" for k, v in messages.items())
+    if isinstance(messages, list):
+        return " ".join(_flatten(m) for m in messages)
+    return str(messages)
+
+
+def _body(op: Operation) -> dict[str, Any]:
+    if op.content_type == "multipart/form-data":
+        upload = request.files.get("image")
+        if upload is None:
+            raise ValidationError({"image": ["send the image as a multipart file field 'image'"]})
+        return {"image": upload.read()}
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        data: Any = request.form.to_dict()
+    else:
+        if not request.get_data(cache=True):
+            raise ValidationError({"_body": ["the request has no body; send a JSON object"]})
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise ValidationError({"_body": ["the body must be a JSON object"]})
+    return op.request().load(data)
+
+
+def _wants_plain() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", "text/plain"])
+    return best == "text/plain" and request.accept_mimetypes["application/json"] < 1
+
+
+def tool(
+    path: str,
+    operation_id: str,
+    *,
+    summary: str,
+    description: str,
+    request_schema: type[Schema],
+    response_schema: type[Schema],
+    plain: Callable[[dict[str, Any]], str],
+    content_type: str = "application/json",
+) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], Callable[[], Any]]:
+    """Registers a tool endpoint and its OpenAPI operation."""
+
+    def register(fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[], Any]:
+        op = Operation(
+            path,
+            operation_id,
+            summary,
+            description,
+            request_schema,
+            response_schema,
+            content_type,
+            plain,
+        )
+        OPERATIONS.append(op)
+
+        def view() -> Any:
+            result = fn(_body(op))
+            if _wants_plain():
+                return Response(op.plain(result), mimetype="text/plain")
+            return jsonify(result)
+
+        view.__name__ = operation_id
+        bp.add_url_rule(path, operation_id, view, methods=["POST"])
+        return view
+
+    return register
+
+
+@tool(
+    "/search",
+    "searchKnowledgeBase",
+    summary="Search the shop's knowledge base",
+    description=(
+        "Finds the passages of the shop's knowledge base (FAQ, after-sales policy, product "
+        "documents) most relevant to a question, with their source and a 0-1 score. Use it "
+        "to look facts up before answering; it does not write an answer."
+    ),
+    request_schema=s.SearchRequest,
+    response_schema=s.SearchResponse,
+    plain=lambda r: "\n\n".join(p["content"] for p in r["results"]),
+)
+def search(body: dict[str, Any]) -> dict[str, Any]:
+    return {"results": tools.search(_settings(), body["query"], body["top_k"], body["category"])}
+
+
+@tool(
+    "/answer",
+    "answerCustomerQuestion",
+    summary="Answer a customer's question from the knowledge base",
+    description=(
+        "Writes a short, grounded, plain-text answer to a customer's question using only the "
+        "shop's knowledge base, with the sources it used. When the knowledge does not cover "
+        "the question the answer says so and offers a person; it never invents a policy. "
+        "Takes a few seconds (an FAQ question answers at once); bounded by max_seconds."
+    ),
+    request_schema=s.AnswerRequest,
+    response_schema=s.AnswerResponse,
+    plain=lambda r: r["answer"],
+)
+def answer(body: dict[str, Any]) -> dict[str, Any]:
+    return tools.answer(
+        _settings(), body["question"], body["max_seconds"], image_text=body["image_text"]
+    )
+
+
+@tool(
+    "/faq",
+    "lookupFaq",
+    summary="Look up the FAQ entry for a question",
+    description=(
+        "Checks whether the customer's question is one of the shop's FAQ questions (or a "
+        "listed paraphrase). If found is true, answer is the approved reply to send verbatim; "
+        "if false, candidates lists the closest FAQ questions. Instant, no model involved."
+    ),
+    request_schema=s.FaqRequest,
+    response_schema=s.FaqResponse,
+    plain=lambda r: r["answer"],
+)
+def faq(body: dict[str, Any]) -> dict[str, Any]:
+    return tools.faq_lookup(_settings(), body["question"])
+
+
+@tool(
+    "/ocr/url",
+    "ocrImageFromUrl",
+    summary="Read the text in an image at a URL",
+    description=(
+        "Downloads an image from a public http(s) URL and returns the text in it (Chinese and "
+        "English), line by line: order screenshots, parcel labels, error dialogs. Private and "
+        "internal addresses are refused."
+    ),
+    request_schema=s.OcrUrlRequest,
+    response_schema=s.OcrResponse,
+    plain=lambda r: r["text"],
+)
+def ocr_url(body: dict[str, Any]) -> dict[str, Any]:
+    return tools.ocr_url(_settings(), body["image_url"])
+
+
+@tool(
+    "/ocr/upload",
+    "ocrImageUpload",
+    summary="Read the text in an uploaded image",
+    description=(
+        "Returns the text in an uploaded image (Chinese and English), line by line: order "
+        "screenshots, parcel labels, error dialogs."
+    ),
+    request_schema=s.OcrUploadRequest,
+    response_schema=s.OcrResponse,
+    plain=lambda r: r["text"],
+    content_type="multipart/form-data",
+)
+def ocr_upload(body: dict[str, Any]) -> dict[str, Any]:
+    return tools.ocr_bytes(_settings(), body["image"])
+
+
+@tool(
+    "/handoff",
+    "handOffToHuman",
+    summary="Hand the conversation to a human agent",
+    description=(
+        "Records that this conversation needs a person (the customer asked for one, a "
+        "complaint, or the knowledge base cannot help) so an agent picks it up; returns the "
+        "message to show the customer. Call it once per conversation."
+    ),
+    request_schema=s.HandoffRequest,
+    response_schema=s.HandoffResponse,
+    plain=lambda r: r["message"],
+)
+def handoff(body: dict[str, Any]) -> dict[str, Any]:
+    return tools.handoff(api_key_id=g.get("api_key_id"), **body)

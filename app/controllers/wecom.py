@@ -1,0 +1,104 @@
+"""The WeCom (企业微信) self-built app callback at /wecom.
+
+WeCom always encrypts: every request is signed with ``msg_signature`` over the token,
+timestamp, nonce and the ciphertext, and the plaintext names our CorpID as receiveid.
+The URL check (GET) sends an encrypted ``echostr`` whose plaintext must come back within
+1 s. Messages then take the Official Account's path: stored once by MsgId, answered by
+the same Celery task, sent through WeCom's message/send.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from wechatpy.work.crypto import WeChatCrypto
+from wechatpy.work.replies import TextReply
+
+from app.channels.wechat.security import (
+    CallbackRejected,
+    check_signature,
+    check_timestamp,
+    decrypt,
+    parse_xml,
+)
+from app.controllers.callbacks import install_error_handlers
+from app.metrics import WECOM_CALLBACK_SECONDS, WECOM_CALLBACKS
+from app.services import intake
+from app.settings import Settings
+
+bp = Blueprint("wecom", __name__)
+
+install_error_handlers(bp, WECOM_CALLBACKS)
+
+
+def _settings() -> Settings:
+    return current_app.extensions["settings"]
+
+
+def _check_signed(settings: Settings, ciphertext: str) -> str:
+    """Checks msg_signature over `ciphertext` and returns its plaintext (for our CorpID)."""
+    args = request.args
+    check_signature(
+        settings.wecom_token,
+        args.get("msg_signature", ""),
+        args.get("timestamp", ""),
+        args.get("nonce", ""),
+        ciphertext,
+    )
+    return decrypt(settings.wecom_aes_key, settings.wecom_corp_id, ciphertext, receiver="CorpID")
+
+
+@bp.before_request
+def _guard() -> tuple[Response, int] | None:
+    settings = _settings()
+    if not settings.wecom_configured:
+        return jsonify(error="WeCom is not configured (WECOM_TOKEN is empty)"), 503
+    request.max_content_length = settings.wechat_max_body_bytes
+    check_timestamp(request.args.get("timestamp", ""), settings.wechat_timestamp_window_s)
+    return None
+
+
+@bp.get("/wecom")
+def verify_url() -> Response:
+    """WeCom's URL check: the decrypted `echostr`, once its signature matched."""
+    plain = _check_signed(_settings(), request.args.get("echostr", ""))
+    return Response(plain, mimetype="text/plain")
+
+
+@bp.post("/wecom")
+def receive() -> Response:
+    started = time.perf_counter()
+    settings = _settings()
+    envelope = parse_xml(request.get_data(cache=False))
+    fields = parse_xml(_check_signed(settings, envelope.get("Encrypt", "")).encode("utf-8"))
+    missing = intake.missing_fields(fields)
+    if missing:
+        raise CallbackRejected(400, f"missing fields: {', '.join(missing)}")
+    agent = fields.get("AgentID", "")
+    if agent and agent != settings.wecom_agent_id:
+        raise CallbackRejected(400, "message is for a different AgentID")
+    taken = intake.take_in("wecom", fields, settings)
+    decision = taken.decision
+    WECOM_CALLBACKS.labels(outcome=taken.outcome).inc()
+    WECOM_CALLBACK_SECONDS.observe(time.perf_counter() - started)
+
+    # As on /wechat, a retry of a passive reply gets the same reply: the first may be lost.
+    if decision.action in ("reply", "handoff"):
+        text = decision.text if decision.action == "reply" else settings.wecom_handoff_reply
+        return _passive_reply(settings, fields, text)
+    return Response("", mimetype="text/plain")
+
+
+def _passive_reply(settings: Settings, fields: dict[str, str], text: str) -> Response:
+    """An encrypted passive text reply (WeCom accepts no plaintext)."""
+    reply = TextReply(
+        source=fields["ToUserName"],
+        target=fields["FromUserName"],
+        agent=int(settings.wecom_agent_id),
+        content=text,
+    )
+    crypto = WeChatCrypto(settings.wecom_token, settings.wecom_aes_key, settings.wecom_corp_id)
+    nonce = request.args.get("nonce", "")
+    xml = crypto.encrypt_message(reply.render(), nonce, str(int(time.time())))
+    return Response(xml, mimetype="application/xml")

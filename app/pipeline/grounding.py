@@ -1,0 +1,87 @@
+"""Is an answer backed by the passages it was given? The last line of defence against
+invented policies.
+
+Small models answer "我们支持货到付款。" when the passages say nothing about cash on
+delivery: the prompt alone does not stop them (bench/eval_answers.py measures it). So
+every answer is checked against its passages before a customer sees it:
+
+- the model's own refusal ("资料中没有…", "无法确认…") becomes the standard hand-off reply;
+- the answer's content words (jieba words of two or more characters, and every number)
+  must mostly occur in the passages; an answer whose words come from the question but
+  not from the knowledge ("货到付款") is replaced by the hand-off reply.
+
+Retrieval scores are no help here: with the default embedder the best out-of-knowledge
+question scores higher than many in-knowledge ones (bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_REFUSAL = re.compile(
+    r"无法(确认|回答|确定|提供|查询|判断|协助|帮助|帮您|处理|解答)|不能确定|不确定|不清楚"
+    r"|没有(找到|提到|提及|相关|明确|具体)"
+    r"|(资料|信息|知识库)(中|里)?(没有|并未|未)|暂(时)?(无|没有)(法|相关)|未(提及|提到|找到)"
+)
+# A number with the character after it when that is its unit ("1节", "10斤", "48小时"):
+# "1" occurs in any passage, "1节" only where batteries are counted.
+_NUMBER = re.compile(r"\d+(?:[.:-]\d+)?(?:[\u4e00-\u9fff%](?<![的和或与及是在了到为就再也]))?")
+_CJK_OR_ALNUM = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]")
+# Words that carry no claim: courtesy, pronouns, the shop's own voice.
+_GENERIC = frozenset(
+    """您好 你好 亲 亲爱 我们 您的 你们 如果 可以 需要 请您 请问 顾客 客户 客服 抱歉 非常 感谢 谢谢
+    一下 一般 可能 如有 以及 或者 还是 但是 因为 所以 时候 什么 怎么 这个 那个 这些 那些 情况 问题
+    相关 具体 进行 提供 帮助 帮您 为您 联系 咨询 回复 人工 服务 小铺 云朵 了解 确认 告诉 其他 目前
+    已经 是否 的话 就是 没有 不是 不会 我们的 您可以 的""".split()
+)
+_jieba_lock = threading.Lock()
+_jieba_ready = False
+
+
+def _cut(text: str) -> list[str]:
+    global _jieba_ready
+    import jieba
+
+    if not _jieba_ready:
+        with _jieba_lock:
+            if not _jieba_ready:
+                jieba.setLogLevel(60)
+                jieba.initialize()
+                _jieba_ready = True
+    return jieba.lcut(text)
+
+
+def is_refusal(text: str) -> bool:
+    """The model said the knowledge does not cover the question."""
+    return bool(_REFUSAL.search(text))
+
+
+def content_terms(text: str) -> list[str]:
+    """The words of ``text`` that make a claim: numbers and 2+ character words."""
+    terms: list[str] = []
+    for word in _cut(_NUMBER.sub(" ", text)):
+        word = word.strip()
+        if len(word) >= 2 and _CJK_OR_ALNUM.search(word) and word not in _GENERIC:
+            terms.append(word.lower())
+    terms.extend(_NUMBER.findall(text))
+    return terms
+
+
+@dataclass(frozen=True)
+class Support:
+    ratio: float  # share of the answer's content terms found in the passages (1.0 if none)
+    missing: tuple[str, ...]
+    terms: int = 0  # how many content terms were checked
+
+
+def support(answer: str, passages: Iterable[str]) -> Support:
+    """How much of ``answer`` the passages back, word by word."""
+    terms = content_terms(answer)
+    if not terms:
+        return Support(1.0, ())
+    haystack = "\n".join(passages).lower()
+    missing = tuple(t for t in terms if t not in haystack)
+    return Support(1.0 - len(missing) / len(terms), missing, len(terms))

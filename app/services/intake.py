@@ -1,0 +1,98 @@
+"""Taking in one verified customer message, whichever channel it came by.
+
+The controllers (/wechat, /wecom) authenticate, decrypt and parse; from the plain fields
+on, every channel is the same: decide what the message needs, store it once (a retry of
+the same MsgId stores nothing and queues nothing), admit questions past the rate limit
+and flood protection, and queue the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.services import admission, inbound
+from app.services.inbound import IncomingMessage
+from app.services.routing import Decision, route
+from app.settings import Settings
+from app.store import InboundMessage
+
+#: Fields every message and event carries (WeChat's and WeCom's alike).
+REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
+
+_STATUS = {"answer": "received", "reply": "answered", "handoff": "handoff"}
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What became of a message: the decision to act on, and the stored row's id."""
+
+    decision: Decision
+    message_id: int | None  # None: a retry of a message stored before
+    refused: str = ""  # "rate_limited" or "busy" when admission turned the question away
+
+    @property
+    def outcome(self) -> str:
+        """The label the callback counts the message under (metrics)."""
+        if self.message_id is None:
+            return "duplicate"
+        if self.refused:
+            return self.refused
+        return "queued" if self.decision.action == "answer" else self.decision.action
+
+
+def missing_fields(fields: dict[str, str]) -> list[str]:
+    return [f for f in REQUIRED_FIELDS if not fields.get(f)]
+
+
+def incoming_from(channel: str, fields: dict[str, str], decision: Decision) -> IncomingMessage:
+    """The message as stored, from a channel's parsed callback fields."""
+    msg_type = fields["MsgType"].lower()
+    event = fields.get("Event", "").lower()
+    return IncomingMessage(
+        channel=channel,
+        # Events carry no MsgId: WeChat's retries of one repeat sender and CreateTime.
+        dedup_key=fields.get("MsgId") or f"{fields['FromUserName']}:{fields['CreateTime']}:{event}",
+        account=fields["ToUserName"],
+        customer=fields["FromUserName"],
+        msg_type=f"event:{event}" if msg_type == "event" else msg_type,
+        content=decision.text if decision.action in ("answer", "handoff") else "",
+        media_id=fields.get("MediaId", "") if msg_type == "image" else "",
+    )
+
+
+def take_in(channel: str, fields: dict[str, str], settings: Settings) -> Intake:
+    """Stores the message once and queues its answer when it needs one and is admitted."""
+    decision = route(fields, settings)
+    taken = admit_and_record(incoming_from(channel, fields, decision), decision, settings)
+    if taken.message_id is not None and not taken.refused and decision.action == "answer":
+        inbound.enqueue_answer(taken.message_id)
+    return taken
+
+
+def admit_and_record(
+    incoming: IncomingMessage, decision: Decision, settings: Settings, **record: Any
+) -> Intake:
+    """Stores the message once; a question is also judged by the rate limit and flood
+    protection in the same transaction (``record``: extra arguments of inbound.record)."""
+    status = _STATUS.get(decision.action, "ignored")
+    if decision.action != "answer":
+        return Intake(decision, inbound.record(incoming, status=status, **record))
+
+    busy = admission.backlog_full(settings)
+    verdicts: list[admission.Verdict] = []
+
+    def admit(row: InboundMessage) -> None:
+        verdict = admission.admit(incoming.channel, incoming.customer, settings, busy=busy)
+        verdicts.append(verdict)
+        if not verdict.admitted:
+            row.status, row.error, row.passive_reply = "ignored", verdict.reason, ""
+
+    message_id = inbound.record(incoming, status=status, before_commit=admit, **record)
+    if message_id is None:
+        return Intake(decision, None)
+    verdict = verdicts[-1]
+    if not verdict.admitted:
+        polite = Decision("reply", verdict.reply) if verdict.reply else Decision("ignore")
+        return Intake(polite, message_id, refused=verdict.kind)
+    return Intake(decision, message_id)

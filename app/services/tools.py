@@ -1,0 +1,133 @@
+"""The use cases behind the tool API that Dify imports: search, FAQ, OCR, answer, hand-off."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from app import resources
+from app.extensions import db
+from app.knowledge.store import Hit
+from app.metrics import ANSWERS
+from app.pipeline.answer import faq_match
+from app.services import fetch, llm_jobs
+from app.settings import Settings
+from app.store import HandoffRequest
+
+HANDOFF_MESSAGE = "已为您转接人工客服，请稍候，客服人员会尽快回复您。"
+
+
+def passage(hit: Hit) -> dict[str, Any]:
+    """One retrieved passage as the tools and /dify/retrieval show it."""
+    meta = hit.metadata or {}
+    score = hit.similarity if hit.similarity is not None else hit.score
+    item: dict[str, Any] = {
+        "content": hit.text,
+        "score": round(max(0.0, min(1.0, float(score))), 4),
+        "source": hit.source,
+        "section": hit.section,
+        "category": hit.category,
+        "doc_id": hit.doc_id,
+        "chunk_id": hit.chunk_id,
+    }
+    if meta.get("question") and meta.get("answer"):
+        item["faq_question"] = str(meta["question"])
+        item["faq_answer"] = str(meta["answer"])
+    return item
+
+
+def search(settings: Settings, query: str, top_k: int, category: str = "") -> list[dict[str, Any]]:
+    store = resources.knowledge_store(settings)
+    hits = store.search(query, top_k=top_k, category=category or None)
+    return [passage(h) for h in hits]
+
+
+def faq_lookup(settings: Settings, question: str) -> dict[str, Any]:
+    """The FAQ entry that *is* the customer's question (same or a listed paraphrase), if any;
+    otherwise the closest FAQ questions, for the caller to decide."""
+    store = resources.knowledge_store(settings)
+    hits = store.search(question, top_k=max(5, settings.retrieval_top_k))
+    faqs = [h for h in hits if (h.metadata or {}).get("question") and h.metadata.get("answer")]
+    best = faq_match(question, faqs, settings.faq_direct_threshold)
+    result: dict[str, Any] = {
+        "found": best is not None,
+        "question": "",
+        "answer": "",
+        "category": "",
+        "source": "",
+        "candidates": [str(h.metadata["question"]) for h in faqs[:3]],
+    }
+    if best is not None:
+        result.update(
+            question=str(best.metadata["question"]),
+            answer=str(best.metadata["answer"]).strip(),
+            category=best.category,
+            source=best.source,
+        )
+    return result
+
+
+#: OCR text beyond this is left out of the question (the prompt has a context budget).
+IMAGE_TEXT_CHARS = 1000
+
+
+def answer(
+    settings: Settings, question: str, max_seconds: float | None, *, image_text: str = ""
+) -> dict[str, Any]:
+    """A grounded answer with sources, within a wall-clock budget (Dify waits 60 s)."""
+    if image_text.strip():
+        question = (
+            f"{question}\n（顾客发来的图片中的文字：{image_text.strip()[:IMAGE_TEXT_CHARS]}）"
+        )
+    budget = min(max_seconds or settings.tools_answer_budget_s, settings.tools_answer_budget_s)
+    started = time.time()
+    done = llm_jobs.collect(
+        settings, "answer", {"question": question, "deadline": started + budget}
+    )
+    result = done["result"]
+    ANSWERS.labels(outcome="api_answered").inc()
+    return {
+        "answer": result["text"],
+        "sources": result["sources"],
+        "from_faq": result["from_faq"],
+        "truncated": result["truncated"],
+        "seconds": round(time.time() - started, 2),
+    }
+
+
+def ocr_bytes(settings: Settings, data: bytes) -> dict[str, Any]:
+    result = resources.ocr_engine(settings).read(data)
+    return {
+        "text": result.text,
+        "lines": [{"text": line.text, "score": round(line.confidence, 4)} for line in result.lines],
+        "width": result.width,
+        "height": result.height,
+    }
+
+
+def ocr_url(settings: Settings, url: str) -> dict[str, Any]:
+    data = fetch.fetch_bytes(
+        url, settings.tools_max_image_bytes, allow_loopback=settings.tools_fetch_allow_loopback
+    )
+    return ocr_bytes(settings, data)
+
+
+def handoff(
+    *,
+    customer: str,
+    conversation_id: str,
+    reason: str,
+    summary: str,
+    api_key_id: int | None,
+) -> dict[str, Any]:
+    row = HandoffRequest(
+        source="dify",
+        customer=customer,
+        conversation_id=conversation_id,
+        reason=reason,
+        summary=summary,
+        api_key_id=api_key_id,
+    )
+    db.session.add(row)
+    db.session.commit()
+    return {"handoff_id": row.id, "status": row.status, "message": HANDOFF_MESSAGE}

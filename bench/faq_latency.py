@@ -1,0 +1,212 @@
+"""FAQ answers through the real service: message in (POST /wechat) to reply sent (WeChat's
+customer-service API, played by the simulator), p50/p95/max.
+
+A question that is an FAQ's own (or a listed paraphrase) is answered with the stored answer
+and never waits for the model. The production path runs: gunicorn, PostgreSQL, Redis,
+milvus-lite, and one Celery worker process for the ``llm`` queue holding the real model.
+The simulator runs inside this process, so the send time it stamps and the time the
+callback was posted come from one clock.
+
+Three phases, in this order, each posting FAQ questions one every ``--gap`` seconds:
+
+1. idle: nothing else is being answered;
+2. busy: first ``--busy`` model questions (long grounded answers) are posted, then the FAQ
+   questions while those generate — the service's worker shape: one process, a thread
+   pool of 2 x LLM_PARALLEL, one model decoding the answers together;
+3. baseline: the same busy load on the shape this replaces, a prefork worker with
+   ``-c 1`` (one answer at a time): FAQ answers queue behind the model's answers.
+
+    .venv/bin/python -m bench.faq_latency [--faq 30] [--busy 4] [--gap 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.simulator.api import create_simulator_app
+from app.simulator.callback_client import CallbackClient
+from app.simulator.server import serve_in_thread
+from app.simulator.state import WeChatAPISimulator
+from bench.ack_latency import (
+    BIN,
+    REDIS_URL,
+    ROOT,
+    WECHAT,
+    Processes,
+    base_env,
+    flask,
+    flushed_redis,
+    free_port,
+    machine,
+    server_versions,
+    throwaway_postgres,
+    wait_for,
+)
+from bench.eval_answers import DATA, load
+
+
+def faq_questions() -> list[str]:
+    with (ROOT / "knowledge" / "faq.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for row in rows:
+        out.append(row["question"])
+        out += [q for q in row["similar_questions"].split("|") if q]
+    return out
+
+
+def worker_args(shape: str, parallel: int) -> list[str]:
+    pool = ["--pool", "threads", "-c", str(2 * parallel)] if shape == "threads" else ["-c", "1"]
+    return [str(BIN / "celery"), "-A", "app.worker", "worker", "-Q", "llm,default", *pool,
+            "-n", f"{shape}@bench", "--loglevel", "INFO"]  # fmt: skip
+
+
+def phase(
+    name: str,
+    client: CallbackClient,
+    sim: WeChatAPISimulator,
+    faqs: list[str],
+    model_questions: list[str],
+    gap: float,
+    timeout: float,
+) -> dict[str, object]:
+    """Posts the model questions, then the FAQ questions; returns their delivery times."""
+    busy = [f"o_busy_{uuid.uuid4().hex[:10]}" for _ in model_questions]
+    for openid, q in zip(busy, model_questions, strict=True):
+        client.post(client.text(openid, q))
+    if model_questions:
+        time.sleep(2.0)  # let the worker take them (and start generating) first
+    posted: dict[str, float] = {}
+    for q in faqs:
+        openid = f"o_faq_{uuid.uuid4().hex[:10]}"
+        xml = client.text(openid, q)
+        posted[openid] = time.time()
+        resp = client.post(xml)
+        assert resp.status_code == 200, resp.text
+        time.sleep(gap)
+
+    def delivered() -> dict[str, float]:
+        return {m["touser"]: m["at"] for m in sim.sent if m["touser"] in posted}
+
+    deadline = time.monotonic() + timeout
+    while len(delivered()) < len(posted) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    got = delivered()
+    latencies = sorted((got[o] - t) * 1000 for o, t in posted.items() if o in got)
+    missing = len(posted) - len(latencies)
+    # The phase ends when the model's answers are out too: phases must not overlap.
+    while time.monotonic() < deadline + timeout and not all(
+        any(m["touser"] == o for m in sim.sent) for o in busy
+    ):
+        time.sleep(1.0)
+    print(f"[bench] {name}: {len(latencies)}/{len(posted)} FAQ answers delivered", flush=True)
+    return {"name": name, "ms": latencies, "missing": missing}
+
+
+def pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))] if values else float("nan")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--faq", type=int, default=30, help="FAQ questions per phase")
+    parser.add_argument("--busy", type=int, default=4, help="model questions in busy phases")
+    parser.add_argument("--gap", type=float, default=0.5, help="seconds between FAQ questions")
+    parser.add_argument("--timeout", type=float, default=240, help="wait per phase (s)")
+    parser.add_argument("--redis-url", default=REDIS_URL)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+    work = Path(tempfile.mkdtemp(prefix="bench-faq-"))
+    (work / "logs").mkdir()
+    procs = Processes(work / "logs")
+    sim = WeChatAPISimulator(WECHAT["app_id"], WECHAT["secret"])
+    handle = serve_in_thread(create_simulator_app(sim))
+    results = []
+    try:
+        with throwaway_postgres() as database_url, flushed_redis(args.redis_url) as broker_url:
+            env = base_env(
+                work / "data",
+                DATABASE_URL=database_url,
+                CELERY_BROKER_URL=broker_url,
+                WECHAT_API_BASE_URL=handle.url,
+                LLM_TEMPERATURE="0.6",
+                LLM_MAX_TOKENS="384",
+                MILVUS_COLLECTION="kb_faq_bench",
+            )
+            milvus_port = free_port()
+            procs.start("milvus", [str(BIN / "milvus-lite"), "server", "--data-dir",
+                                   str(work / "milvus"), "--host", "127.0.0.1", "--port",
+                                   str(milvus_port)], env)  # fmt: skip
+            procs.wait_port("milvus", milvus_port)
+            env["MILVUS_URI"] = f"http://127.0.0.1:{milvus_port}"
+            flask(["db", "upgrade"], env)
+            flask(["kb", "ingest"], env)
+            port = free_port()
+            procs.start("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}",
+                                "--workers", "2", "--worker-class", "gthread", "--threads", "8",
+                                "app.wsgi:app"], env)  # fmt: skip
+            procs.wait_port("web", port)
+            client = CallbackClient(f"http://127.0.0.1:{port}/wechat", WECHAT["token"],
+                                    WECHAT["app_id"])  # fmt: skip
+            info = "\n".join(f"- {k}: {v}" for k, v in machine().items())
+            print(f"# FAQ answers: message in -> reply sent\n\n{info}", flush=True)
+            print(f"- stores: {server_versions(database_url, broker_url)}", flush=True)
+            faqs = faq_questions()
+            model_qs = [r.question for r in load(DATA) if r.kind == "in"]
+            parallel = int(env.get("LLM_PARALLEL", "4"))
+            for shape, label, busy in (
+                ("threads", "idle (service worker)", 0),
+                ("threads", "busy (service worker: threads, one batched model)", args.busy),
+                ("prefork", "busy (baseline worker: prefork -c 1)", args.busy),
+            ):
+                name = f"worker-{shape}"
+                if name not in procs.procs:
+                    for other in [n for n in procs.procs if n.startswith("worker-")]:
+                        proc = procs.procs.pop(other)
+                        proc.send_signal(signal.SIGTERM)
+                        proc.wait(60)
+                    procs.start(name, worker_args(shape, parallel), env)
+                    # A first answer loads the model and the embedder in the worker.
+                    openid = f"o_warm_{uuid.uuid4().hex[:8]}"
+                    client.post(client.text(openid, faqs[0]))
+                    wait_for(lambda o=openid: any(m["touser"] == o for m in sim.sent), 240,
+                             "the worker's first answer")  # fmt: skip
+                picked = faqs[: args.faq]
+                results.append(
+                    phase(label, client, sim, picked, model_qs[:busy], args.gap, args.timeout)
+                )
+    except KeyboardInterrupt:
+        print("[bench] interrupted", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+        handle.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        "\n| phase | delivered | p50 (ms) | p95 (ms) | max (ms) | mean (ms) |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: |"
+    )
+    for r in results:
+        ms: list[float] = r["ms"]  # type: ignore[assignment]
+        n = len(ms) + int(r["missing"])  # type: ignore[call-overload]
+        mean = statistics.fmean(ms) if ms else float("nan")
+        print(
+            f"| {r['name']} | {len(ms)}/{n} | {pct(ms, 0.5):.0f} | {pct(ms, 0.95):.0f} | "
+            f"{max(ms) if ms else float('nan'):.0f} | {mean:.0f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
