@@ -154,6 +154,9 @@ class Settings(BaseSettings):
         "我就把答案发给您。",
         min_length=1,
     )
+    #: Passive mode: an answer that missed its tries is carried by the customer's next
+    #: message only if that message comes within this many seconds of the question.
+    wechat_passive_keep_s: int = Field(86400, ge=60)
     #: Answer FAQ hits in the web process (the FAQ match over an in-memory copy of the FAQ
     #: entries, no model) as the passive reply of the first request, in both modes.
     wechat_instant_faq: bool = True
@@ -177,6 +180,10 @@ class Settings(BaseSettings):
     #: Cron expression (minute hour day month weekday, UTC) of the nightly
     #: blue/green reindex; empty disables it.
     kb_reindex_cron: str = "0 3 * * *"
+    #: Failed sign-ins allowed per username, and per client address (ten times as many),
+    #: within the window; more get 429 until it ends (password guessing).
+    login_max_failures: int = Field(10, ge=1)
+    login_failure_window_s: int = Field(900, ge=10, le=86400)
 
     @field_validator("kb_reindex_cron")
     @classmethod

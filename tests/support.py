@@ -21,6 +21,22 @@ WECHAT = {"token": "testtoken123", "app_id": "wx0123456789abcdef", "secret": "te
 
 T = TypeVar("T")
 
+# Every stack of services a test starts gets a Redis database of its own, as its broker. A
+# worker left running on a shared database takes tasks meant for another stack (another
+# PostgreSQL database, another collection, no WeChat settings) and those tasks are lost.
+REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13").rsplit("/", 1)[0]
+BROKER_DBS = {"e2e": 13, "failures": 12, "delivery": 11, "dify": 10, "knowledge": 9, "wecom": 8}
+
+
+def broker_url(stack: str) -> str:
+    """An emptied Redis database for ``stack`` (``TEST_REDIS_DB_<STACK>`` overrides it)."""
+    import redis
+
+    db = int(os.environ.get(f"TEST_REDIS_DB_{stack.upper()}", BROKER_DBS[stack]))
+    url = f"{REDIS_BASE}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -156,6 +172,8 @@ def start_service(
             "worker",
             "-Q",
             "llm,default",
+            "-n",
+            f"{name}@%h",  # named per stack: control replies never mix across stacks
             "-c",
             str(concurrency),
             "--loglevel",

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, g, jsonify, request, session
+from flask import Blueprint, Response, current_app, g, jsonify, request, session
 
+from app import resources
 from app.extensions import db
 from app.services import users
 from app.store import User
@@ -52,7 +53,43 @@ def _basic_user() -> User | None:
     auth = request.authorization
     if auth is None or auth.type != "basic" or not auth.username:
         return None
-    return users.authenticate(auth.username, auth.password or "")
+    return _checked(auth.username, auth.password or "")
+
+
+# --- password guessing: failed sign-ins counted per username and per client address -------
+
+
+def _failure_keys(username: str) -> list[tuple[str, int]]:
+    limit = current_app.extensions["settings"].login_max_failures
+    return [(f"login:user:{username[:64]}", limit), (f"login:ip:{request.remote_addr}", limit * 10)]
+
+
+def _locked_out(username: str) -> bool:
+    settings = current_app.extensions["settings"]
+    counter = resources.rate_counter(settings)
+    window = settings.login_failure_window_s
+    return any(counter.count(key, window) >= limit for key, limit in _failure_keys(username))
+
+
+def _checked(username: str, password: str) -> User | None:
+    """``users.authenticate``, counting a failure against the name and the address."""
+    user = users.authenticate(username[:64], password[:1024])
+    if user is None:
+        settings = current_app.extensions["settings"]
+        counter = resources.rate_counter(settings)
+        for key, _limit in _failure_keys(username):
+            counter.hit(key, settings.login_failure_window_s)
+        db.session.commit()  # the database counter counts in this transaction
+    return user
+
+
+def _too_many_failures() -> tuple[Response, int]:
+    window = current_app.extensions["settings"].login_failure_window_s
+    resp, status = error(
+        429, f"too many failed sign-ins: try again in {max(1, window // 60)} minutes"
+    )
+    resp.headers["Retry-After"] = str(window)
+    return resp, status
 
 
 def user_dict(user: User) -> dict[str, Any]:
@@ -66,6 +103,12 @@ def login_required(role: str = "staff") -> Callable[[F], F]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             via_basic = request.authorization is not None
+            if (
+                via_basic
+                and request.authorization.username
+                and _locked_out(request.authorization.username)
+            ):
+                return _too_many_failures()
             user = _basic_user() if via_basic else _session_user()
             if user is None:
                 message = "wrong username or password" if via_basic else "login required"
@@ -97,7 +140,9 @@ def login() -> Any:
     username, password = data.get("username"), data.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         return error(400, "username and password are required")
-    user = users.authenticate(username[:64], password[:1024])
+    if _locked_out(username):
+        return _too_many_failures()
+    user = _checked(username, password)
     if user is None:
         return error(401, "wrong username or password")
     session.clear()

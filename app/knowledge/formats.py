@@ -169,7 +169,7 @@ def pdf_pages(
     data: bytes, filename: str, *, ocr: bool = True, progress: Progress | None = None
 ) -> list[str]:
     """The text of every page, in order; a scanned page (an image, almost no text) is OCR'd."""
-    from app.knowledge.ocr import MAX_SIDE, read_lines
+    from app.ocr.engine import MAX_SIDE
 
     texts: list[str] = []
     with _pdfium_lock:
@@ -186,7 +186,7 @@ def pdf_pages(
                         width, height = page.get_size()
                         scale = min(OCR_DPI / 72, MAX_SIDE / max(width, height, 1))
                         image = page.render(scale=scale).to_pil()
-                        text = "\n".join(read_lines(image))
+                        text = _ocr().read_image(image).text
                 finally:
                     page.close()
                 texts.append(text.strip())
@@ -225,12 +225,16 @@ def open_image(data: bytes, filename: str):  # noqa: ANN201 - PIL.Image.Image
 
 def image_text(data: bytes, filename: str) -> str:
     """The text an image shows, line by line (OCR)."""
-    from app.knowledge.ocr import read_lines
-
-    lines = read_lines(open_image(data, filename))
-    if not lines:
+    text = _ocr().read_image(open_image(data, filename)).text
+    if not text:
         raise BadFile(f"{filename}: no text could be read from the image")
-    return "\n".join(lines)
+    return text
+
+
+def _ocr():  # noqa: ANN202 - app.ocr.OcrEngine, imported late (onnxruntime is heavy)
+    from app.ocr import OcrEngine
+
+    return OcrEngine(max_pixels=MAX_IMAGE_PIXELS)
 
 
 def iter_nonempty(pages: list[str]) -> Iterator[tuple[int, str]]:

@@ -32,6 +32,10 @@ class WindowCounter(Protocol):
         included (0 when the count is unavailable: limits fail open)."""
         ...
 
+    def count(self, key: str, window_s: int, now: float | None = None) -> int:
+        """The count of `key` in the current window, without counting (0 if unavailable)."""
+        ...
+
 
 def window_start(window_s: int, now: float | None = None) -> int:
     t = int(time.time() if now is None else now)
@@ -57,6 +61,13 @@ class RedisCounter:
             return 0
         return int(count)
 
+    def count(self, key: str, window_s: int, now: float | None = None) -> int:
+        try:
+            value = self.client.get(f"{REDIS_PREFIX}{key}:{window_start(window_s, now)}")
+        except redis.RedisError:
+            return 0
+        return int(value or 0)
+
 
 class SQLCounter:
     """One row per key in rate_counters, reset when a new window begins; the upsert runs
@@ -75,6 +86,12 @@ class SQLCounter:
             },
         ).returning(RateCounter.count)
         return int(db.session.execute(stmt).scalar_one())
+
+    def count(self, key: str, window_s: int, now: float | None = None) -> int:
+        row = db.session.get(RateCounter, key)
+        if row is None or row.window_start != window_start(window_s, now):
+            return 0
+        return row.count
 
 
 def counter_for(broker_url: str) -> WindowCounter:

@@ -3,16 +3,18 @@
 Unverified accounts have no customer-service API (48001), so the only way to answer is
 the reply to a callback, within WeChat's 5 s, on one of its three tries. A try is held
 while the worker writes; an answer that misses all three tries is kept and carried by
-the reply to the customer's next message. Every answer piece is claimed by exactly one
-reply (a conditional update), and the reply given to a try is stored so that WeChat's
-retry of the same message gets the very same text.
+the reply to the customer's next message, if that comes within WECHAT_PASSIVE_KEEP_S (an
+answer days late, to a question long forgotten, would only confuse). Every answer piece
+is claimed by exactly one reply (a conditional update), and the reply given to a try is
+stored so that WeChat's retry of the same message gets the very same text.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import exists, select, update
 
 from app.channels.wechat.split import MAX_BYTES
@@ -72,6 +74,8 @@ def has_undelivered(customer: str, account: str) -> bool:
 
 
 def _undelivered(customer: str, account: str):  # noqa: ANN202 - a select
+    keep_s = current_app.extensions["settings"].wechat_passive_keep_s
+    oldest = datetime.now(UTC) - timedelta(seconds=keep_s)
     return (
         select(OutboundReply)
         .join(InboundMessage)
@@ -80,6 +84,7 @@ def _undelivered(customer: str, account: str):  # noqa: ANN202 - a select
             InboundMessage.account == account,
             InboundMessage.delivery == "passive",
             InboundMessage.status == "ready",
+            InboundMessage.created_at >= oldest,
             OutboundReply.status == "pending",
         )
         .order_by(InboundMessage.id, OutboundReply.seq)

@@ -11,7 +11,15 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.support import TEST_MODEL, Processes, base_env, free_port, run_flask, start_service
+from tests.support import (
+    TEST_MODEL,
+    Processes,
+    base_env,
+    broker_url,
+    free_port,
+    run_flask,
+    start_service,
+)
 
 
 @dataclass
@@ -45,7 +53,6 @@ def dify_service(
     tmp_path_factory: pytest.TempPathFactory,
     processes: Processes,
     pg_url: str,
-    redis_url: str,
     milvus_uri: str,
 ) -> Iterator[DifyService]:
     assert TEST_MODEL.is_file(), "run `flask model pull qwen2.5-0.5b` (make test does)"
@@ -55,7 +62,7 @@ def dify_service(
     env = base_env(
         data_dir,
         DATABASE_URL=pg_url,
-        CELERY_BROKER_URL=redis_url,
+        CELERY_BROKER_URL=broker_url("dify"),
         MILVUS_URI=milvus_uri,
         # The documents table (shared PostgreSQL database) remembers what was indexed, so
         # every service of a test session must index into the same collection.

@@ -18,6 +18,7 @@ from tests.support import (
     WECHAT,
     Processes,
     base_env,
+    broker_url,
     start_service,
 )
 
@@ -48,7 +49,6 @@ def service(
     tmp_path_factory: pytest.TempPathFactory,
     processes: Processes,
     pg_url: str,
-    redis_url: str,
     milvus_uri: str,
     wechat_sim: tuple[WeChatAPISimulator, str],
 ) -> Iterator[Service]:
@@ -58,7 +58,7 @@ def service(
     env = base_env(
         data_dir,
         DATABASE_URL=pg_url,
-        CELERY_BROKER_URL=redis_url,
+        CELERY_BROKER_URL=broker_url("e2e"),
         MILVUS_URI=milvus_uri,
         MILVUS_COLLECTION="kb_e2e",
         WECHAT_TOKEN=WECHAT["token"],

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import io
 import json
-import os
 import re
 import threading
 import time
@@ -26,7 +25,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 from app.simulator.api import create_simulator_app
@@ -39,6 +37,7 @@ from tests.support import (
     WECHAT,
     Processes,
     base_env,
+    broker_url,
     start_service,
     wait_until,
 )
@@ -54,8 +53,6 @@ STABLE = "/cgi-bin/stable_token"
 TOKEN = "/cgi-bin/token"
 RETRIES = 2  # WECHAT_SEND_RETRIES for this service: 3 tries per task run
 WORKERS = 4  # prefork processes of the one Celery worker
-# Its own broker database, beside the spine service's (TEST_REDIS_URL, db 13 by default).
-REDIS_DB = int(os.environ.get("TEST_REDIS_DB_FAILURES", "12"))
 ANSWER_S = 600  # first answers load the model in four processes on a small, shared machine
 
 
@@ -225,8 +222,7 @@ def svc(
     sim_app.wsgi_app = wire  # type: ignore[method-assign]
     handle = serve_in_thread(sim_app)
 
-    broker = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    redis.Redis.from_url(broker).flushdb()
+    broker = broker_url("failures")
     env = base_env(
         tmp_path_factory.mktemp("failures-data"),
         DATABASE_URL=pg_url,

@@ -13,7 +13,6 @@ retried; a message that keeps failing ends `failed` and the sweeper gives up on 
 from __future__ import annotations
 
 import io
-import os
 import socket
 import threading
 import uuid
@@ -24,7 +23,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis
 import sqlalchemy as sa
 from celery import Celery
 from PIL import Image, ImageDraw, ImageFont
@@ -42,6 +40,7 @@ from tests.support import (
     WECHAT,
     Processes,
     base_env,
+    broker_url,
     free_port,
     healthy,
     run_flask,
@@ -54,9 +53,6 @@ APP_ID = "wxde11very0123456"
 SECRET = "delivery-secret"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 SEND = "/cgi-bin/message/custom/send"
-# A broker database of its own (the spine service uses TEST_REDIS_URL, the failures test
-# TEST_REDIS_DB_FAILURES): each stack's worker must only see its own tasks.
-REDIS_DB = int(os.environ.get("TEST_REDIS_DB_DELIVERY", "11"))
 WORKER = f"delivery@{socket.gethostname()}"
 MAX_ATTEMPTS = 2
 ANSWER_S = 300  # model answers on a small, shared machine
@@ -147,8 +143,7 @@ def stack(
         conn.execute(f'CREATE DATABASE "{db_name}"')
     db_url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
     db_url += f"/{db_name}"
-    broker = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    redis.Redis.from_url(broker).flushdb()
+    broker = broker_url("delivery")
     env = base_env(
         tmp_path_factory.mktemp("delivery-data"),
         DATABASE_URL=db_url,
@@ -434,6 +429,34 @@ def test_passive_late_answer_comes_with_the_next_message_exactly_once(stack: Sta
         )
     ] == [("sent", "passive", second_row.id)]
     assert stack.sent_to(openid) == []  # passive mode never uses the customer-service API
+
+
+def test_passive_late_answer_is_not_carried_after_a_day(stack: Stack) -> None:
+    openid = _openid()
+    client = stack.client("passive_noinstant")
+    stack.consume(False)
+    try:
+        first = client.deliver(client.text(openid, "电饭煲的内锅涂层掉了怎么办？"))
+    finally:
+        stack.consume(True)
+    assert first.reply is not None and first.reply["Content"] == PENDING_TEXT
+    first_row = stack.wait_status(_msg_id(first.xml), "ready")
+    # The customer comes back two days later (past WECHAT_PASSIVE_KEEP_S, one day).
+    with stack.db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE inbound_messages SET created_at = created_at - interval '2 days' "
+                "WHERE id = :i"
+            ),
+            {"i": first_row.id},
+        )
+    later = client.deliver(client.text(openid, FAQ_Q))
+    assert later.ok and later.reply is not None
+    [late] = stack.rows(
+        "SELECT content, status FROM outbound_replies WHERE inbound_id=:i", i=first_row.id
+    )
+    assert late.content not in later.reply["Content"]
+    assert late.status == "pending"  # kept for the record, never sent
 
 
 # --- failures: 45009, attempts spent, the sweeper ---------------------------------------

@@ -12,7 +12,6 @@ is still answered once.
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,7 +32,14 @@ from app.simulator.wecom import GETTOKEN, SEND, WeComAPISimulator, create_wecom_
 from app.simulator.wecom_callback import WeComCallbackClient
 from app.simulator.wecom_cli import wecom as wecom_cli
 from tests.conftest import temp_pg_database
-from tests.support import TEST_MODEL, Processes, base_env, start_service, wait_until
+from tests.support import (
+    TEST_MODEL,
+    Processes,
+    base_env,
+    broker_url,
+    start_service,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +48,6 @@ TOKEN, AES = "wecomE2Etoken", "WeComE2EaesKey0123456789abcdefghijklmnopqrs"
 WORKERS = 3
 RATE_LIMIT = 3  # questions per member per hour, for this service
 FLOOD_BACKLOG = 4  # unanswered questions of all members, for this service
-# The API-failure tests' broker database: those tests run apart from these (module scope).
-REDIS_DB = int(os.environ.get("TEST_REDIS_DB_FAILURES", "12"))
 ANSWER_S = 240  # the first answers load the model in three processes on a small machine
 FAQ = "我的订单还没发货"  # answered with the stored FAQ answer (付款后48小时内发货)
 OPEN_QUESTION = "我上周付的款，大概还要等几天才会发出来呀？"  # no FAQ's own: the model answers
@@ -137,8 +141,7 @@ def wecom(
     gate = SendGate(sim_app.wsgi_app)
     sim_app.wsgi_app = gate  # type: ignore[method-assign]
     handle = serve_in_thread(sim_app)
-    broker = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    redis.Redis.from_url(broker).flushdb()
+    broker = broker_url("wecom")
     # A database of its own: the flood cap counts every unanswered question in it.
     with temp_pg_database() as database_url:
         env = base_env(

@@ -256,7 +256,6 @@ STAFF = ("kbstaff", "staff-pass-123")
 def kb_service(
     tmp_path_factory: pytest.TempPathFactory,
     processes: Any,
-    redis_url: str,
     milvus_uri: str,
 ) -> Iterator[KbService]:
     import uuid
@@ -265,7 +264,7 @@ def kb_service(
     import sqlalchemy as sa
 
     from tests.conftest import PG_ADMIN
-    from tests.support import base_env, run_flask, start_service
+    from tests.support import base_env, broker_url, run_flask, start_service
 
     name = f"wxcs_kb_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -277,7 +276,7 @@ def kb_service(
     env = base_env(
         tmp_path_factory.mktemp("kbdata"),
         DATABASE_URL=pg_url,
-        CELERY_BROKER_URL=redis_url,
+        CELERY_BROKER_URL=broker_url("knowledge"),
         MILVUS_URI=milvus_uri,
         MILVUS_COLLECTION=collection,
         KB_MAX_UPLOAD_BYTES=str(1024 * 1024),

@@ -12,7 +12,7 @@ import requests
 from tests.knowledge import files
 from tests.knowledge.conftest import ADMIN, FAQ_ROWS, POLICY_MD, STAFF, KbService, faq_csv
 from tests.knowledge.test_formats import BAD_FILES, RETURNS
-from tests.support import wait_until
+from tests.support import run_flask, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +96,27 @@ def _every_format() -> list[tuple[str, bytes, str, str]]:
         ("通知.txt", "春节期间仓库放假，二月十日恢复发货。".encode("gbk"), "春节发货", "二月十日"),
         ("截图.png", files.png_bytes(), "网络支付区别", "网络支付"),
     ]
+
+
+def test_password_guessing_is_locked_out_per_username(kb_service: KbService) -> None:
+    url = kb_service.url
+    victim = ("kbguessed", "right-pass-123")
+    done = run_flask(
+        ["user", "create", victim[0], "--role", "staff"],
+        {**kb_service.env, "KB_NEW_PASSWORD": victim[1]},
+    )
+    assert done.returncode == 0, done.stderr
+    login = f"{url}/api/auth/login"
+    for attempt in range(10):  # LOGIN_MAX_FAILURES
+        wrong = requests.post(login, json={"username": victim[0], "password": f"guess{attempt}"})
+        assert wrong.status_code == 401, wrong.text
+    locked = requests.post(login, json={"username": victim[0], "password": victim[1]})
+    assert locked.status_code == 429 and "too many failed sign-ins" in locked.json()["error"]
+    assert int(locked.headers["Retry-After"]) > 0
+    basic = requests.get(f"{url}/api/knowledge/documents", auth=victim)
+    assert basic.status_code == 429  # scripts with HTTP Basic are locked out too
+    # Another account from the same address still signs in.
+    assert kb_service.login(*STAFF).get(f"{url}/api/auth/me").status_code == 200
 
 
 def test_every_format_is_uploaded_indexed_with_progress_and_found(kb_service: KbService) -> None:
