@@ -61,6 +61,8 @@ class ThinkSplitter:
         #: A closing tag came after text already taken for the answer: that text was
         #: reasoning, and the answer starts again after the tag.
         self.answer_restarted = False
+        #: Whitespace between a closing tag and the answer comes as pieces of its own.
+        self._after_close = False
 
     def feed(self, piece: str) -> Iterator[Part]:
         self._buf += piece
@@ -82,12 +84,18 @@ class ThinkSplitter:
                         yield "reasoning", self._buf[:at]
                     self._buf = self._buf[at + len(CLOSE) :].lstrip()
                     self.state = "answer"
+                    self._after_close = True
                     continue
                 keep = _partial_suffix(self._buf, CLOSE)
                 if len(self._buf) > keep:
                     yield "reasoning", self._buf[: len(self._buf) - keep]
                     self._buf = self._buf[len(self._buf) - keep :]
                 return
+            if self._after_close:
+                self._buf = self._buf.lstrip()
+                if not self._buf:
+                    return
+                self._after_close = False
             # answer: a stray "</think>" means what came before was reasoning after all;
             # a late "<think>" starts reasoning that must not reach the customer.
             lowered = self._buf.lower()

@@ -1,21 +1,21 @@
-"""DeepSeek-R1 reasoning goes to reasoning_content, the answer to content, however the
-stream cuts the tags."""
+"""DeepSeek-R1 reasoning goes to reasoning_content (and never to a customer), the answer to
+content, however the stream cuts the tags."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.services.generation import ReasoningSplitter
+from app.pipeline.postprocess import ThinkSplitter
 
 
 def _run(pieces: list[str], in_reasoning: bool = False) -> tuple[str, str]:
-    splitter = ReasoningSplitter(in_reasoning)
+    splitter = ThinkSplitter(in_reasoning)
     out = []
     for piece in pieces:
         out += splitter.feed(piece)
     out += splitter.flush()
     reasoning = "".join(t for k, t in out if k == "reasoning")
-    content = "".join(t for k, t in out if k == "content")
+    content = "".join(t for k, t in out if k == "answer")
     return reasoning, content
 
 
