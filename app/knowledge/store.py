@@ -535,7 +535,9 @@ class KnowledgeStore:
         reuse = self._stored_vectors(client, [c.chunk_id for c in unique])
         for batch in _batched(unique, self._embed_batch_size):
             todo = [c for c in batch if c.chunk_id not in reuse]
-            fresh = self.embedder.embed_passages([c.text for c in todo]) if todo else []
+            fresh = (
+                self.embedder.embed_passages([c.embed_text or c.text for c in todo]) if todo else []
+            )
             reuse.update({c.chunk_id: v for c, v in zip(todo, fresh, strict=True)})
             client.upsert(self.collection, [self._row(c, reuse[c.chunk_id]) for c in batch])
         if flush:

