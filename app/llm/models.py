@@ -94,6 +94,33 @@ HUB_MODELS: dict[str, HubModel] = {
 }
 
 
+#: Chinese embedding models (sentence-transformers folders) for production retrieval:
+#: short name -> (hub repo, approximate download in GB, dimensions).
+EMBEDDING_MODELS: dict[str, tuple[str, float, int]] = {
+    "bge-small-zh": ("BAAI/bge-small-zh-v1.5", 0.1, 512),
+    "bge-base-zh": ("BAAI/bge-base-zh-v1.5", 0.4, 768),
+    "bge-m3": ("BAAI/bge-m3", 2.3, 1024),
+}
+
+
+def embedding_repo(name: str) -> str | None:
+    """The hub repo of an embedding model given by short name or by repo, else None."""
+    if name in EMBEDDING_MODELS:
+        return EMBEDDING_MODELS[name][0]
+    return name if any(name == repo for repo, _gb, _dim in EMBEDDING_MODELS.values()) else None
+
+
+def pull_embedding(repo: str, models_dir: Path, log=print) -> Path:
+    """Downloads a sentence-transformers folder to ``models_dir/<org>/<model>``, where
+    ``load_embedder(repo, cache_dir=models_dir)`` finds it offline."""
+    from huggingface_hub import snapshot_download
+
+    target = models_dir / repo
+    log(f"downloading {repo} into {target}")
+    snapshot_download(repo, local_dir=str(target))
+    return target
+
+
 def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:

