@@ -170,6 +170,7 @@ def scale(
     rows: int,
     batch: int,
     embed_rows: int,
+    reload: bool = False,
 ) -> None:
     """Ingestion is timed on the first ``embed_rows`` chunks, embedded for real. The rest of
     the ``rows`` get a copy of one of those vectors with a little noise (unit length again):
@@ -214,6 +215,14 @@ def scale(
                     f"  then {rows - embed_rows} more with copied vectors: Milvus insert + BM25 "
                     f"analysis + flush {(rows - embed_rows) / fill:.0f} rows/s"
                 )
+            if reload:
+                # milvus-lite searches rows inserted into a loaded collection without their
+                # index until the collection is loaded again (as after a restart).
+                t0 = time.perf_counter()
+                store.close()
+                store = open_store(Path(tmp), model, "scale")
+                store.search("预热", 1)
+                print(f"  collection reopened in {time.perf_counter() - t0:.1f} s")
             texts = [q["query"] for q in queries]
             for text in texts[:20]:  # warm up: first searches load segments and caches
                 store.search(text, 5)
@@ -262,6 +271,7 @@ def main() -> None:
         "--embed-rows", type=int, default=3000, help="chunks embedded for real (ingestion)"
     )
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--reload", action="store_true", help="reload the collection first")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
@@ -272,7 +282,7 @@ def main() -> None:
         if not args.skip_quality:
             print_quality(model, quality(model, faq, queries), len(queries))
         if not args.skip_scale:
-            scale(model, faq, queries, args.rows, args.batch, args.embed_rows)
+            scale(model, faq, queries, args.rows, args.batch, args.embed_rows, args.reload)
 
 
 if __name__ == "__main__":
