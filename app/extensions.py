@@ -87,6 +87,7 @@ def celery_config(settings: Settings) -> dict:
         },
         "beat_schedule": {
             "sweep-unanswered": {"task": "app.tasks.sweep_unanswered", "schedule": 30.0},
+            "sweep-knowledge": {"task": "app.tasks.sweep_knowledge", "schedule": 60.0},
         },
         "imports": ["app.tasks"],
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
@@ -94,6 +95,7 @@ def celery_config(settings: Settings) -> dict:
     # Knowledge base (issue 4): indexing and reindex run on the default queue.
     conf["task_routes"]["app.tasks.index_document"] = {"queue": "default"}
     conf["task_routes"]["app.tasks.reindex_knowledge"] = {"queue": "default"}
+    conf["task_routes"]["app.tasks.sweep_knowledge"] = {"queue": "default"}
     if settings.kb_reindex_cron:
         conf["beat_schedule"]["kb-reindex"] = {
             "task": "app.tasks.reindex_knowledge",

@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     #: Cron expression (minute hour day month weekday, UTC) of the nightly
     #: blue/green reindex; empty disables it.
     kb_reindex_cron: str = "0 3 * * *"
+    #: A document queued or being indexed with no progress for this long, while the
+    #: workers index nothing else, is queued again (its task was lost).
+    kb_stalled_after_s: int = Field(600, ge=30)
     #: Failed sign-ins allowed per username, and per client address (ten times as many),
     #: within the window; more get 429 until it ends (password guessing).
     login_max_failures: int = Field(10, ge=1)

@@ -59,6 +59,15 @@ def index_document(version_id: int) -> str:
 
 
 @shared_task
+def sweep_knowledge() -> int:
+    """Re-queues uploads whose indexing task was lost (see knowledge.requeue_stalled)."""
+    ids = knowledge_service.requeue_stalled(_settings(), index_document.delay)
+    if ids:
+        log.warning("re-queued indexing of %d stalled document versions: %s", len(ids), ids)
+    return len(ids)
+
+
+@shared_task
 def reindex_knowledge(full: bool = False, trigger: str = "beat", actor: str = "beat") -> str:
     """Blue/green rebuild (nightly by KB_REINDEX_CRON, or queued from the API)."""
     from app.services.reindex import ReindexBusy, reindex

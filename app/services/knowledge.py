@@ -15,10 +15,11 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import exists as sql_exists
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -376,6 +377,39 @@ def index_version(version_id: int, store: KnowledgeStore, settings: Settings) ->
             doc.error = "; ".join(parsed.warnings)[:2000]
         db.session.commit()
     return "indexed"
+
+
+def requeue_stalled(settings: Settings, enqueue: Callable[[int], None]) -> list[int]:
+    """Re-queues versions whose indexing task was lost (the broker lost it, a worker died
+    and the task was not redelivered): queued or processing, with no progress for
+    KB_STALLED_AFTER_S, while no document is making progress (a version waiting behind a
+    busy worker is not lost). Each is touched, so it is re-queued at most once a period;
+    indexing a version twice is harmless (index_version returns early)."""
+    quiet = datetime.now(UTC) - timedelta(seconds=settings.kb_stalled_after_s)
+    busy = db.session.scalar(
+        select(sql_exists().where(Document.status == "processing", Document.updated_at >= quiet))
+    )
+    if busy:
+        db.session.rollback()
+        return []
+    stalled = db.session.execute(
+        select(DocumentVersion.id, Document.id)
+        .join(Document, Document.id == DocumentVersion.document_id)
+        .where(
+            DocumentVersion.status.in_(("queued", "processing")),
+            Document.status.in_(("queued", "processing")),
+            Document.updated_at < quiet,
+        )
+        .order_by(DocumentVersion.id)
+    ).all()
+    requeued = []
+    for version_id, doc_id in stalled:
+        doc = db.session.get(Document, doc_id)
+        doc.stage, doc.updated_at = "re-queued: its indexing task was lost", datetime.now(UTC)
+        db.session.commit()
+        enqueue(version_id)
+        requeued.append(version_id)
+    return requeued
 
 
 # --- the knowledge folder ---------------------------------------------------------------
