@@ -190,9 +190,7 @@ def scale(
             seconds = time.perf_counter() - t0
             size = statistics.mean(len(c.text) for c in chunks[:embed_rows])
             print(f"\n## Ingestion, {model}: {embed_rows} chunks in {seconds:.1f} s")
-            print(
-                f"  {embed_rows / seconds:.1f} chunks/s ({size:.0f} characters, {batch} a batch)"
-            )
+            print(f"  {embed_rows / seconds:.1f} chunks/s ({size:.0f} characters, {batch} a batch)")
             if rows > embed_rows:
                 stored = store._stored_vectors(
                     store.client, [c.chunk_id for c in chunks[:embed_rows]]

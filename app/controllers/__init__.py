@@ -16,6 +16,9 @@ def register_blueprints(app: Flask) -> None:
     from app.controllers.knowledge import bp as knowledge_bp
 
     app.register_blueprint(auth_bp)
+    from app.controllers.apikeys import bp as apikeys_bp
+
+    app.register_blueprint(apikeys_bp)
     app.register_blueprint(knowledge_bp)
 
     from app.controllers.admin import bp as admin_bp

@@ -45,6 +45,8 @@ AUDIT_ACTIONS = {
     "user.password": "修改密码",
     "user.disable": "停用用户",
     "user.enable": "启用用户",
+    "apikey.create": "创建接口密钥",
+    "apikey.revoke": "吊销接口密钥",
 }
 AUDIT_LIMIT = 200
 
@@ -152,6 +154,13 @@ def search() -> Any:
 @page()
 def reindex() -> Any:
     return render_template("admin/reindex.html", **_context())
+
+
+@bp.get("/keys")
+@page("admin")
+def api_keys() -> Any:
+    """API keys for Dify (bearer tokens): created here, shown once, revocable."""
+    return render_template("admin/keys.html", **_context())
 
 
 @bp.get("/audit")

@@ -394,3 +394,45 @@ def test_reindex_progress_and_audit_log_for_admins(page: WebDriver, kb_service: 
     rows = page.find_elements(By.CSS_SELECTOR, "#audit tbody tr")
     assert [r.get_attribute("data-action") for r in rows] == ["user.create"]
     assert "创建用户" in rows[0].text and STAFF[0] in rows[0].text
+
+
+def test_admin_creates_a_key_for_dify_sees_it_once_and_revokes_it(
+    page: WebDriver, kb_service: KbService
+) -> None:
+    url = kb_service.url
+    sign_in(page, url, STAFF, "/admin/keys")
+    assert "需要管理员账号" in visible(page, ".notice").text
+    css(page, "#logout").click()
+    wait(page).until(ec.url_contains("/admin/login"), "signed out")
+
+    sign_in(page, url, ADMIN, "/admin/keys")
+    css(page, "#key-name").send_keys("dify-生产")
+    css(page, "#key-create").click()
+    key = visible(page, "#key-plaintext").text
+    assert key.startswith("wxcs_")
+    row = wait(page).until(
+        lambda d: next(
+            (
+                r
+                for r in d.find_elements(By.CSS_SELECTOR, "#keys tbody tr")
+                if "dify-生产" in r.text
+            ),
+            None,
+        ),
+        "the new key in the list",
+    )
+    assert key[:12] in row.text and key not in row.text  # listed by prefix, never whole
+    search = {"query": "退款多久到账", "top_k": 1}
+    bearer = {"Authorization": f"Bearer {key}"}
+    assert requests.post(f"{url}/tools/search", json=search, headers=bearer).status_code == 200
+
+    key_id = row.get_attribute("data-id")
+    css(row, "button.danger").click()
+    page.switch_to.alert.accept()
+    wait(page).until(
+        lambda d: css(d, f'#keys tr[data-id="{key_id}"]').get_attribute("data-status") == "revoked",
+        "the key shown revoked",
+    )
+    assert requests.post(f"{url}/tools/search", json=search, headers=bearer).status_code == 401
+    page.get(f"{url}/admin/keys")  # a reload shows the key no more
+    assert key not in visible(page, "#keys").text

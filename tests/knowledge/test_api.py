@@ -276,3 +276,27 @@ def test_delete_leaves_none_of_its_vectors(kb_service: KbService) -> None:
         "积分规则.pdf",
     )
     assert log[0]["detail"]["chunks_removed"] == doc["chunk_count"]
+
+
+def test_api_keys_are_managed_by_admins_and_audited(kb_service: KbService) -> None:
+    url = kb_service.url
+    staff, admin = kb_service.login(*STAFF), kb_service.login(*ADMIN)
+    assert staff.get(f"{url}/api/apikeys").status_code == 403
+    assert admin.post(f"{url}/api/apikeys", json={"name": ""}).status_code == 400
+    assert admin.post(f"{url}/api/apikeys", data=b"[").status_code == 400
+    made = admin.post(f"{url}/api/apikeys", json={"name": "dify-test"})
+    assert made.status_code == 201, made.text
+    key, key_id = made.json()["key"], made.json()["api_key"]["id"]
+    listed = admin.get(f"{url}/api/apikeys").json()["api_keys"]
+    assert [k["name"] for k in listed if k["id"] == key_id] == ["dify-test"]
+    assert all(key not in str(k) for k in listed)  # the plaintext is never listed
+    bearer = {"Authorization": f"Bearer {key}"}
+    ok = requests.post(f"{url}/tools/search", json={"query": "包邮"}, headers=bearer)
+    assert ok.status_code == 200, ok.text
+    assert admin.delete(f"{url}/api/apikeys/{key_id}").status_code == 200
+    assert admin.delete(f"{url}/api/apikeys/999999").status_code == 404
+    gone = requests.post(f"{url}/tools/search", json={"query": "包邮"}, headers=bearer)
+    assert gone.status_code == 401
+    log = admin.get(f"{url}/api/knowledge/audit").json()["entries"]
+    actions = [(e["action"], e["actor"]) for e in log if e["target"] == f"apikey:{key_id}"]
+    assert sorted(actions) == [("apikey.create", ADMIN[0]), ("apikey.revoke", ADMIN[0])]

@@ -699,6 +699,67 @@
     refresh();
   }
 
+  // --- API keys (admins) -------------------------------------------------------------
+
+  function initKeys() {
+    const form = $("#key-form");
+    const name = $("#key-name");
+    const error = $("#key-error");
+    const fresh = $("#key-new");
+    const body = $("#keys tbody");
+
+    function keyRow(key) {
+      const revoked = Boolean(key.revoked_at);
+      const revoke = revoked
+        ? null
+        : el("button", {
+            type: "button",
+            class: "danger",
+            text: "吊销",
+            onclick: async () => {
+              if (!window.confirm(`吊销密钥“${key.name}”？使用它的 Dify 配置将立即无法访问。`)) return;
+              const r = await api("DELETE", `/api/apikeys/${key.id}`);
+              if (!r.ok) show(error, problem(r.status, r.data));
+              refresh();
+            },
+          });
+      return el(
+        "tr",
+        { dataset: { id: String(key.id), status: revoked ? "revoked" : "active" } },
+        el("td", { text: key.name }),
+        el("td", {}, el("code", { text: `${key.prefix}…` })),
+        el("td", { text: formatTime(key.created_at) }),
+        el("td", { text: revoked ? `已吊销（${formatTime(key.revoked_at)}）` : "有效" }),
+        el("td", {}, revoke),
+      );
+    }
+
+    async function refresh() {
+      const r = await api("GET", "/api/apikeys");
+      if (!r.ok) {
+        show(error, problem(r.status, r.data));
+        return;
+      }
+      body.replaceChildren(...r.data.api_keys.map(keyRow));
+      $("#keys-empty").hidden = r.data.api_keys.length > 0;
+    }
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      show(error, "");
+      const r = await api("POST", "/api/apikeys", { name: name.value });
+      if (!r.ok) {
+        show(error, problem(r.status, r.data));
+        return;
+      }
+      $("#key-plaintext").textContent = r.data.key;
+      fresh.hidden = false;
+      name.value = "";
+      refresh();
+    });
+    refresh();
+  }
+
   // --- start -----------------------------------------------------------------------
 
   const PAGES = {
@@ -706,6 +767,7 @@
     documents: initDocuments,
     search: initSearch,
     reindex: initReindex,
+    keys: initKeys,
   };
 
   document.addEventListener("DOMContentLoaded", () => {
