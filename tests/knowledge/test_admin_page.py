@@ -401,7 +401,8 @@ def test_admin_creates_a_key_for_dify_sees_it_once_and_revokes_it(
 ) -> None:
     url = kb_service.url
     sign_in(page, url, STAFF, "/admin/keys")
-    assert "需要管理员账号" in visible(page, ".notice").text
+    assert "需要管理员账号" in visible(page, "h1").text
+    assert not page.find_elements(By.CSS_SELECTOR, "#key-create")
     css(page, "#logout").click()
     wait(page).until(ec.url_contains("/admin/login"), "signed out")
 
