@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -84,7 +84,13 @@ def page(browser: WebDriver, kb_service: KbService) -> Iterator[WebDriver]:
 
 
 def wait(driver: WebDriver, timeout: float = UI_DEADLINE) -> WebDriverWait:
-    return WebDriverWait(driver, timeout, poll_frequency=0.2)
+    # A list drawn again between finding a row and reading it is retried, not a failure.
+    return WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.2,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
 
 
 def css(driver: WebDriver | WebElement, selector: str) -> WebElement:
@@ -411,24 +417,23 @@ def test_admin_creates_a_key_for_dify_sees_it_once_and_revokes_it(
     css(page, "#key-create").click()
     key = visible(page, "#key-plaintext").text
     assert key.startswith("wxcs_")
-    row = wait(page).until(
-        lambda d: next(
-            (
-                r
-                for r in d.find_elements(By.CSS_SELECTOR, "#keys tbody tr")
-                if "dify-生产" in r.text
-            ),
-            None,
-        ),
-        "the new key in the list",
-    )
-    assert key[:12] in row.text and key not in row.text  # listed by prefix, never whole
+
+    def listed(d: WebDriver) -> tuple[str, str] | None:
+        for r in d.find_elements(By.CSS_SELECTOR, "#keys tbody tr"):
+            if "dify-生产" in r.text and r.get_attribute("data-status") == "active":
+                return r.get_attribute("data-id"), r.text
+        return None
+
+    # The list is drawn again after the create: rows are found afresh, never kept.
+    key_id, row_text = wait(page).until(listed, "the new key in the list")
+    assert key[:12] in row_text and key not in row_text  # listed by prefix, never whole
     search = {"query": "退款多久到账", "top_k": 1}
     bearer = {"Authorization": f"Bearer {key}"}
     assert requests.post(f"{url}/tools/search", json=search, headers=bearer).status_code == 200
 
-    key_id = row.get_attribute("data-id")
-    css(row, "button.danger").click()
+    wait(page).until(
+        lambda d: css(d, f'#keys tr[data-id="{key_id}"] button.danger'), "the revoke button"
+    ).click()
     page.switch_to.alert.accept()
     wait(page).until(
         lambda d: css(d, f'#keys tr[data-id="{key_id}"]').get_attribute("data-status") == "revoked",
