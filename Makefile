@@ -7,8 +7,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 FLASK  := $(BIN)/flask --app app
-# llama-cpp-python builds from source; the multimodal part is not used.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# llama-cpp-python builds from source; the multimodal part is not used. No AMX: ggml's AMX
+# matmul crashes (SIGSEGV) when several answers decode together on Xeons that have it.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8
 
 .PHONY: run test setup lint bench
 

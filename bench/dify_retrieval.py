@@ -40,6 +40,7 @@ from bench.ack_latency import (
     throwaway_postgres,
     wait_for,
 )
+from bench.settle import wait_until_idle
 
 GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "8"]
 COLLECTION = "bench_dify"
@@ -223,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         milvus_uri = f"http://127.0.0.1:{milvus_port}"
         took = fill(milvus_uri, args.chunks)
         print(f"[bench] indexed {args.chunks} chunks (the first 1000 embedded in {took:.0f} s)")
+        waited = wait_until_idle(processes.procs["milvus"].pid)
+        print(f"[bench] milvus-lite's background compaction and index build: {waited:.0f} s")
         env = base_env(work, DATABASE_URL=pg, MILVUS_URI=milvus_uri, MILVUS_COLLECTION=COLLECTION)
         flask(["db", "upgrade"], env)
         key = _create_key(env)

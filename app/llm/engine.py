@@ -9,6 +9,7 @@ instead of queueing behind each other's long answers.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 import time
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GGUF_MAGIC = b"GGUF"
+
+log = logging.getLogger(__name__)
 
 
 class ModelFileError(RuntimeError):
@@ -118,6 +121,11 @@ class Generation:
         self._request.cancelled.set()
 
 
+def amx_compiled_in(system_info: bytes) -> bool:
+    """True when llama.cpp's CPU backend was compiled with AMX (llama_print_system_info)."""
+    return b"AMX_INT8 = 1" in system_info
+
+
 class LlamaEngine:
     def __init__(
         self,
@@ -146,6 +154,16 @@ class LlamaEngine:
         self.seed = seed
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
+        if amx_compiled_in(llama_cpp.llama_print_system_info()):
+            # ggml's AMX matmul (llama.cpp in llama-cpp-python 0.3.36) dies with SIGSEGV in
+            # ggml_backend_amx_mul_mat once several sequences decode together; AMX lives in
+            # the "extra" weight buffers, so those are switched off for this build.
+            mparams.use_extra_bufts = False
+            log.warning(
+                "llama.cpp was built with AMX, which crashes under batched decoding: weight "
+                "repacking is off. Rebuild llama-cpp-python with "
+                "CMAKE_ARGS='-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8'"
+            )
         self._model = _internals.LlamaModel(
             path_model=str(model_path), params=mparams, verbose=False
         )

@@ -105,6 +105,26 @@ def test_several_customers_at_once_all_get_their_answers(engine: LlamaEngine) ->
     assert all(results.values())
 
 
+def test_grounded_prompts_arriving_together_are_all_answered(engine: LlamaEngine) -> None:
+    """Passage-sized prompts prefilled side by side: the batch shape that crashed llama.cpp's
+    AMX matmul (SIGSEGV, the whole worker gone) on Xeons built with AMX."""
+    passage = "【资料】七天无理由退货：签收后七天内可申请，商品需保持完好，运费由顾客承担。" * 6
+    results: dict[int, str] = {}
+
+    def ask(i: int) -> None:
+        question = passage * (1 + i % 3) + f"\n【顾客的问题】\n第{i}位顾客：退货运费谁出？"
+        messages = [{"role": "user", "content": f"{INSTRUCTIONS}\n{question}"}]
+        results[i] = engine.chat(messages, GenerationParams(max_tokens=16, seed=i)).text
+
+    for round_ in range(2):
+        threads = [threading.Thread(target=ask, args=(round_ * 10 + i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    assert len(results) == 12 and all(results.values())
+
+
 def test_a_dropped_stream_frees_its_slot(engine: LlamaEngine) -> None:
     for _ in range(engine.n_parallel + 1):
         stream = engine.stream(_ask("请介绍一下你们的会员权益。"), GenerationParams(max_tokens=300))
