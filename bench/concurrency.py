@@ -10,9 +10,10 @@ Two engine shapes in the same run, same model and threads:
 - serial: one slot (LLM_PARALLEL=1), as a worker that answers one customer at a time: the
   baseline, where customer N waits for the N-1 answers before it.
 
-The prompts ask for a long answer and every answer stops at the same token budget, so
-that levels compare equal work; the p95 is over all customers of a level, repeated
-``--rounds`` times.
+Every answer generates exactly ``--tokens`` tokens (end-of-text is banned,
+``ignore_eos``), so that levels compare equal work: each customer's grounded prompt is
+evaluated (prefill) and then the budget decoded; the p95 is over all customers of a level,
+repeated ``--rounds`` times.
 
     .venv/bin/python -m bench.concurrency --model 0.5b [--tokens 96] [--rounds 2]
 """
@@ -60,7 +61,7 @@ def run_level(engine: object, prompts: list[list[dict]], n: int, tokens: int) ->
     lock = threading.Lock()
 
     def customer(i: int) -> None:
-        params = GenerationParams(max_tokens=tokens, temperature=0.6, seed=i)
+        params = GenerationParams(max_tokens=tokens, temperature=0.6, seed=i, ignore_eos=True)
         barrier.wait()
         start = time.perf_counter()
         done = engine.chat(prompts[i % len(prompts)], params)  # type: ignore[attr-defined]
@@ -108,12 +109,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             model, n_ctx=settings.llm_n_ctx, n_threads=settings.llm_n_threads, n_parallel=slots
         )
         prompts = [fit_messages(q, hits[q], [], None, 0)[0] for q in questions]
-        # The engine ends an answer at end-of-text; a prompt that asks for a long answer
-        # keeps every customer generating for the whole budget.
-        prompts = [
-            [{"role": "user", "content": m[0]["content"] + "\n请尽量详细地回答，写满五段。"}]
-            for m in prompts
-        ]
         run_level(engine, prompts, 1, 8)  # warm-up: pages loaded, instructions cached
         for n in LEVELS:
             merged = Level(shape, n, 0.0, 0, [])

@@ -40,6 +40,7 @@ class SamplingParams:
     min_p: float
     seed: int
     deadline: float | None  # time.monotonic() after which generation stops
+    ignore_eos: bool = False  # end-of-text banned (benchmarks: equal work per answer)
 
 
 @dataclass
@@ -233,7 +234,7 @@ class BatchScheduler:
         dst.generated = 0
         dst.last_token = -1
         dst.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        dst.sampler = _make_sampler(req.params)
+        dst.sampler = _make_sampler(req.params, self._vocab)
         dst.started = time.monotonic()
         dst.first_token_at = 0.0
         return dst
@@ -371,9 +372,18 @@ def _result(req: Request, completion: int, cached: int, reason: str) -> Result:
     )
 
 
-def _make_sampler(p: SamplingParams) -> ctypes.c_void_p:
+def _make_sampler(p: SamplingParams, vocab: llama_cpp.llama_vocab_p) -> ctypes.c_void_p:
     """The sampler chain llama-cpp-python builds for create_chat_completion, per sequence."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    if p.ignore_eos:
+        ends = {llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)} - {-1}
+        bias = (llama_cpp.llama_logit_bias * len(ends))(
+            *(llama_cpp.llama_logit_bias(token=t, bias=float("-inf")) for t in ends)
+        )
+        n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+        llama_cpp.llama_sampler_chain_add(
+            chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(ends), bias)
+        )
     if p.temperature <= 0:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain

@@ -44,6 +44,8 @@ class GenerationParams:
     time_budget_s: float | None = None
     top_k: int = 40
     min_p: float = 0.05
+    #: Never end at end-of-text: benchmarks give every answer the same amount of work.
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,7 @@ class LlamaEngine:
             min_p=params.min_p,
             seed=params.seed if params.seed >= 0 else self.seed,
             deadline=deadline,
+            ignore_eos=params.ignore_eos,
         )
         request = self._scheduler.submit(Request(tokens=tokens, params=sampling))
         return Generation(request, prompt_opens_think=prompt.rstrip().endswith("<think>"))

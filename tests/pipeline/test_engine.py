@@ -40,6 +40,16 @@ def test_token_budget_stops_generation(engine: LlamaEngine) -> None:
     assert done.text
 
 
+def test_ignore_eos_spends_the_whole_budget(engine: LlamaEngine) -> None:
+    """What the concurrency benchmark relies on for equal work per customer."""
+    short = engine.chat(_ask("满多少包邮？"), GenerationParams(max_tokens=48, temperature=0))
+    full = engine.chat(
+        _ask("满多少包邮？"), GenerationParams(max_tokens=48, temperature=0, ignore_eos=True)
+    )
+    assert short.finish_reason == "stop" and short.completion_tokens < 48
+    assert full.finish_reason == "length" and full.completion_tokens == 48
+
+
 def test_wall_clock_budget_stops_generation(engine: LlamaEngine) -> None:
     done = engine.chat(
         [{"role": "user", "content": "请写一篇一千字的作文，题目是《我的家乡》。"}],
