@@ -28,28 +28,16 @@ from importlib.metadata import version
 import numpy as np
 from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
 
+try:
+    from bench.settle import wait_until_idle
+except ImportError:  # run as a script from another venv: bench/ itself is on sys.path
+    from settle import wait_until_idle  # type: ignore[no-redef]
+
 WORDS = (
     "退货 运费 顾客 承担 七天 无理由 保修 电饭煲 发票 快递 物流 订单 取消 优惠券 会员 积分 "
     "售后 维修 换货 包装 签收 退款 到账 银行卡 地址 修改 发货 仓库 预售 定金"
 ).split()
 QUERIES = ("电饭煲保修多久", "退货运费谁出", "发票怎么开", "退款多久到账", "可以修改地址吗")
-
-
-def _idle(pid: int, window: float = 2.0, calm: int = 3, deadline: float = 900.0) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-
-    def cpu() -> float:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    start, quiet, before = time.monotonic(), 0, cpu()
-    while quiet < calm and time.monotonic() - start < deadline:
-        time.sleep(window)  # sampling a CPU counter
-        now = cpu()
-        quiet = quiet + 1 if (now - before) / window < 0.15 else 0
-        before = now
-    return time.monotonic() - start
 
 
 def _p(samples: list[float]) -> str:
@@ -110,7 +98,7 @@ def main() -> None:
     print(f"- insert + flush: {args.rows / (time.perf_counter() - t0):.0f} rows/s")
     # 3.x runs in this process; 2.5 in a child process (its server binary).
     pids = [os.getpid(), *_children(os.getpid())]
-    waited = max(_idle(pid) for pid in pids)
+    waited = max(wait_until_idle(pid) for pid in pids)
     print(f"- background compaction and index builds settled after {waited:.0f} s")
     queries = rng.standard_normal((args.queries, 384)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
