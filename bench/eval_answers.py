@@ -17,6 +17,7 @@ ANSWER_MIN_SUPPORT). A diagnostic shows how well the retrieval score alone would
 separated the two kinds of question.
 
     .venv/bin/python -m bench.eval_answers --model 0.5b [--limit N] [--milvus-uri URI]
+    .venv/bin/python -m bench.eval_answers --rescore answers.jsonl   # saved drafts, no model
 """
 
 from __future__ import annotations
@@ -165,7 +166,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--time-budget", type=float, default=None, help="seconds per answer")
     parser.add_argument("--out", type=Path, help="write every answer here (JSON lines)")
+    parser.add_argument(
+        "--rescore",
+        type=Path,
+        help="no model: replay the answer check of this code on the drafts of an --out file",
+    )
     args = parser.parse_args(argv)
+    if args.rescore:
+        return rescore(args.rescore)
 
     from app.llm.engine import LlamaEngine
     from app.resources import generation_params
@@ -226,6 +234,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             for r in rows:
                 fh.write(json.dumps(r.__dict__, ensure_ascii=False) + "\n")
     print("\n" + report(rows))
+    return 0
+
+
+def rescore(path: Path) -> int:
+    """The defences of the current code on saved drafts: a change to the answer check is
+    measured in seconds, on exactly the drafts it is compared with."""
+    rows = [
+        replace(Row("", "", []), **{**d, "passages": tuple(d["passages"])})
+        for d in map(json.loads, path.read_text(encoding="utf-8").splitlines())
+        if d
+    ]
+    print(f"# Answer evaluation, re-scored: {len(rows)} saved drafts from {path}\n")
+    print("(The 'as configured' line is the saved run's; the defence rows are this code's.)\n")
+    print(report(rows))
     return 0
 
 

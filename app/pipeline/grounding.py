@@ -78,10 +78,22 @@ class Support:
 
 
 def support(answer: str, passages: Iterable[str]) -> Support:
-    """How much of ``answer`` the passages back, word by word."""
+    """How much of ``answer`` its best single passage backs, word by word.
+
+    One passage, not all of them pooled: "礼品卡的有效期是12个月。" took "礼品卡" from the
+    payment entry and "有效期" and "12个月" from others, and every word was "found"
+    (bench/RESULTS.md, answer evaluation). A multi-sentence answer is checked sentence by
+    sentence (AnswerGate), so each sentence may still come from a different passage.
+    """
     terms = content_terms(answer)
     if not terms:
         return Support(1.0, ())
-    haystack = "\n".join(passages).lower()
-    missing = tuple(t for t in terms if t not in haystack)
-    return Support(1.0 - len(missing) / len(terms), missing, len(terms))
+    best: tuple[str, ...] | None = None
+    for passage in passages:
+        haystack = passage.lower()
+        missing = tuple(t for t in terms if t not in haystack)
+        if best is None or len(missing) < len(best):
+            best = missing
+    if best is None:
+        best = tuple(terms)
+    return Support(1.0 - len(best) / len(terms), best, len(terms))

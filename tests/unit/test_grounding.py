@@ -1,0 +1,35 @@
+"""The answer check: an answer stands only where the passages back it."""
+
+from __future__ import annotations
+
+from app.pipeline.answer import AnswerGate
+from app.pipeline.grounding import support
+
+PAYMENT = (
+    "问：支持哪些支付方式？\n"
+    "答：目前支持微信支付以及云朵小铺礼品卡支付，企业采购订单另外支持对公转账。"
+)
+COUPON = "问：优惠券有效期多久？\n答：优惠券的有效期以券面为准，会员券自领取之日起12个月内有效。"
+WARRANTY = "问：电饭煲保修多久？\n答：小家电自签收之日起享受一年免费保修。"
+
+
+def test_words_gathered_from_different_passages_do_not_back_a_claim() -> None:
+    # Each word occurs somewhere, but no passage says the gift card is valid for 12 months.
+    invented = support("礼品卡的有效期是12个月。", [PAYMENT, COUPON])
+    assert invented.ratio < 0.7
+    assert support("会员券自领取之日起12个月内有效。", [PAYMENT, COUPON]).ratio == 1.0
+
+
+def test_each_sentence_may_come_from_its_own_passage() -> None:
+    gate = AnswerGate([PAYMENT, WARRANTY], 0.7, lambda s: s)
+    gate.feed("我们支持微信支付和礼品卡支付。小家电自签收之日起享受一年免费保修。")
+    gate.finish(complete=True)
+    assert not gate.refused
+    assert "一年免费保修" in gate.text and "礼品卡支付" in gate.text
+
+
+def test_an_invented_policy_becomes_the_hand_off() -> None:
+    gate = AnswerGate([PAYMENT, COUPON], 0.7, lambda s: s)
+    gate.feed("礼品卡的有效期是12个月。")
+    gate.finish(complete=True)
+    assert gate.refused and gate.text == ""
