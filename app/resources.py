@@ -14,6 +14,7 @@ from app.settings import Settings
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
 
+    from app.knowledge.aliases import AliasBook
     from app.knowledge.store import KnowledgeStore
     from app.llm.engine import GenerationParams, LlamaEngine
     from app.ocr import OcrEngine
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 
-#: gRPC channel options that send no keepalive pings while no call is running.
-IDLE_QUIET_GRPC = {"grpc.keepalive_permit_without_calls": False}
 _objects: dict[str, object] = {}
 
 
@@ -62,18 +61,10 @@ def milvus_client(settings: Settings) -> MilvusClient:
     def make() -> MilvusClient:
         from pymilvus import MilvusClient
 
-        # Kept apart from the knowledge store's connection (the store is made later, at the
-        # first search). pymilvus pings every 10 s even while idle; milvus-lite answers that
-        # with GOAWAY (too_many_pings) after a while, and a client created then on the same
-        # connection (pymilvus shares one per address; gRPC shares the socket when the
-        # channel options match) fails to connect: every search of the process got a 503.
-        # A dedicated client that does not ping while idle leaves the store a fresh one.
+        # A connection of its own, apart from the knowledge store's (made later, at the first
+        # search): pymilvus shares one per URI unless given a connection alias.
         return MilvusClient(
-            uri=settings.milvus_uri,
-            token=settings.milvus_token,
-            timeout=2,
-            dedicated=True,
-            grpc_options=IDLE_QUIET_GRPC,
+            uri=settings.milvus_uri, token=settings.milvus_token, timeout=2, alias="health"
         )
 
     return _once(f"milvus:{settings.milvus_uri}", make)  # type: ignore[return-value]
@@ -164,3 +155,19 @@ def rate_counter(settings: Settings) -> WindowCounter:
     return _once(
         f"rate:{settings.celery_broker_url}", lambda: counter_for(settings.celery_broker_url)
     )  # type: ignore[return-value]
+
+
+def milvus_aliases(settings: Settings) -> AliasBook:
+    """What the knowledge alias names, read the way the knowledge store reads it."""
+
+    def make() -> AliasBook:
+        from app.knowledge.aliases import alias_book
+
+        return alias_book(milvus_client(settings))
+
+    return _once(f"milvus-aliases:{settings.milvus_uri}", make)  # type: ignore[return-value]
+
+
+def serving_collection(settings: Settings) -> str:
+    """The physical collection behind MILVUS_COLLECTION now (itself where it is no alias)."""
+    return milvus_aliases(settings).target(settings.milvus_collection) or settings.milvus_collection

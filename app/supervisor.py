@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from honcho.manager import Manager
 
+from app.knowledge import milvus_server
 from app.settings import Settings
 from app.simulator import DEMO_WECHAT
 
@@ -52,18 +53,7 @@ def _embedded_milvus(settings: Settings) -> subprocess.Popen | None:
     data = settings.data_dir / "milvus"
     data.mkdir(parents=True, exist_ok=True)
     print(f"[serve] starting milvus-lite server on {parts.hostname}:{parts.port} (data in {data})")
-    proc = subprocess.Popen(
-        [
-            str(BIN / "milvus-lite"),
-            "server",
-            "--data-dir",
-            str(data),
-            "--host",
-            parts.hostname,
-            "--port",
-            str(parts.port),
-        ]
-    )
+    proc = subprocess.Popen(milvus_server.command(data, parts.hostname, parts.port))
     _wait_port(parts.hostname, parts.port, proc, "milvus-lite server")
     return proc
 

@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+from app.knowledge import milvus_server
 from app.simulator.callback_client import CallbackClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -787,16 +788,7 @@ def _run(
         milvus_data.mkdir()
         procs.start(
             "milvus",
-            [
-                str(BIN / "milvus-lite"),
-                "server",
-                "--data-dir",
-                str(milvus_data),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(milvus_port),
-            ],
+            milvus_server.command(milvus_data, "127.0.0.1", milvus_port),
             env,
         )
         env["MILVUS_URI"] = f"http://127.0.0.1:{milvus_port}"

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.ack_latency import BIN, ROOT, Processes, free_port, machine
+from app.knowledge import milvus_server
+from bench.ack_latency import ROOT, Processes, free_port, machine
 
 MODELS = {
     "0.5b": ROOT / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
@@ -42,16 +43,7 @@ def knowledge_store(milvus_uri: str | None = None, collection: str = "kb_bench")
                 port = free_port()
                 processes.start(
                     "milvus",
-                    [
-                        str(BIN / "milvus-lite"),
-                        "server",
-                        "--data-dir",
-                        str(Path(tmp) / "milvus"),
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                    ],
+                    milvus_server.command(Path(tmp) / "milvus", "127.0.0.1", port),
                     dict(os.environ),
                 )
                 processes.wait_port("milvus", port)

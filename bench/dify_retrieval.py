@@ -28,6 +28,7 @@ from pathlib import Path
 
 import requests
 
+from app.knowledge import milvus_server
 from bench.ack_latency import (
     BIN,
     ROOT,
@@ -208,16 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         milvus_port = free_port()
         processes.start(
             "milvus",
-            [
-                str(BIN / "milvus-lite"),
-                "server",
-                "--data-dir",
-                str(work / "milvus"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(milvus_port),
-            ],
+            milvus_server.command(work / "milvus", "127.0.0.1", milvus_port),
             base_env(work),
         )
         processes.wait_port("milvus", milvus_port)

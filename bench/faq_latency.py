@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.knowledge import milvus_server
 from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient
 from app.simulator.server import serve_in_thread
@@ -157,9 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 MILVUS_COLLECTION="kb_faq_bench",
             )
             milvus_port = free_port()
-            procs.start("milvus", [str(BIN / "milvus-lite"), "server", "--data-dir",
-                                   str(work / "milvus"), "--host", "127.0.0.1", "--port",
-                                   str(milvus_port)], env)  # fmt: skip
+            procs.start("milvus", milvus_server.command(work / "milvus", "127.0.0.1", milvus_port),
+                        env)  # fmt: skip
             procs.wait_port("milvus", milvus_port)
             env["MILVUS_URI"] = f"http://127.0.0.1:{milvus_port}"
             flask(["db", "upgrade"], env)

@@ -1,15 +1,15 @@
 """Search latency of the embedded Milvus engines themselves, with no embedder and no app code.
 
-milvus-lite 3.x (the product's embedded default) is a Python engine: every search walks all
-rows in Python to drop overwritten and deleted ones before the index is asked, so its
-latency grows with the row count whatever the index. milvus-lite 2.5 runs Milvus' C++
-segment code (FLAT/IVF_FLAT only, no server mode). Same rows, same queries, one engine per
-run; run it once in each environment:
+milvus-lite 2.5 (the product's embedded engine) runs Milvus' C++ segment code (FLAT and
+IVF_FLAT only). milvus-lite 3.x, which the product used before, is a Python engine: every
+search walks all rows in Python to drop overwritten and deleted ones before the index is
+asked, so its latency grows with the row count whatever the index. Same rows, same
+queries, one engine per run; run it once in each environment:
 
-    .venv/bin/python -m bench.milvus_engines --rows 100000
-    python3.11 -m venv /tmp/ml25 && /tmp/ml25/bin/pip install milvus-lite==2.5.1 \\
-        pymilvus==2.5.18 numpy "setuptools<70"
-    /tmp/ml25/bin/python bench/milvus_engines.py --rows 100000 --index FLAT
+    .venv/bin/python -m bench.milvus_engines --rows 100000 --index FLAT
+    python3.11 -m venv /tmp/ml3 && /tmp/ml3/bin/pip install milvus-lite==3.2.2 \\
+        pymilvus==3.0.2 numpy jieba
+    /tmp/ml3/bin/python bench/milvus_engines.py --rows 100000 --index HNSW
 
 Rows: random unit vectors (384 dimensions) and jieba-analysed Chinese text for BM25; the
 dense index is built before the rows arrive, and searches start once the engine's
@@ -48,7 +48,7 @@ def _p(samples: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--index", default="HNSW", help="HNSW (3.x), FLAT or IVF_FLAT (2.5)")
+    parser.add_argument("--index", default="FLAT", help="FLAT or IVF_FLAT (2.5), HNSW (3.x)")
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
     print(f"# milvus-lite {version('milvus-lite')}, pymilvus {version('pymilvus')}")

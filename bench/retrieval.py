@@ -5,7 +5,8 @@
 
 Quality: the chatopera FAQ set (../shared/data/faq/chatopera: 251 entries in 12 business
 domains, 479 queries with their gold entry) goes through the product's own path (an FAQ
-CSV, ingest_directory, KnowledgeStore.search) into embedded milvus-lite; each query is
+CSV, ingest_directory, KnowledgeStore.search) into the embedded Milvus server (milvus-lite,
+started here as `flask serve` starts it); each query is
 searched in hybrid mode and in the two baselines, plain BM25 and plain dense, over the
 whole set ("pooled") and within the query's domain (the category filter a deployment per
 business would use). hit@1, hit@5 and MRR@10 per mode.
@@ -17,7 +18,7 @@ included) in chunks/s; the collection is then filled to ``--rows`` (see ``scale`
 then the 479 queries are searched one at a time and p50/p95 are printed for
 hybrid, dense and BM25 search, and, as the baseline in the same run, Milvus' own dense
 search with the query vector given (what the embedding of the query adds). Searches are
-timed once milvus-lite has finished compacting and indexing in the background (see
+timed once the Milvus process has finished compacting and indexing in the background (see
 bench/settle.py); the wait is printed.
 """
 
@@ -32,6 +33,8 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +66,38 @@ def load_set(data: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return faq, [q for q in queries if q]
 
 
-def open_store(folder: Path, model: str, name: str):  # noqa: ANN201 - KnowledgeStore
+@contextmanager
+def milvus(folder: Path) -> Iterator[tuple[str, int]]:
+    """The embedded Milvus server as the product runs it: (its URI, its pid)."""
+    import socket
+    import subprocess
+
+    from app.knowledge import milvus_server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = subprocess.Popen(milvus_server.command(folder / "milvus", "127.0.0.1", port))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the Milvus server did not start")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def open_store(uri: str, model: str, name: str):  # noqa: ANN201 - KnowledgeStore
     from app.knowledge.embedding import load_embedder
     from app.knowledge.store import KnowledgeStore
 
-    store = KnowledgeStore(str(folder / f"{name}.db"), name, load_embedder(model))
+    store = KnowledgeStore(uri, name, load_embedder(model))
     store.ensure_collection()
     return store
 
@@ -76,8 +106,6 @@ def open_store(folder: Path, model: str, name: str):  # noqa: ANN201 - Knowledge
 
 
 def quality(model: str, faq: list[dict[str, Any]], queries: list[dict[str, Any]]) -> dict:
-    from app.knowledge.ingest import ingest_directory
-
     by_question = {row["question"].strip(): row["faq_id"] for row in faq}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "knowledge"
@@ -87,35 +115,41 @@ def quality(model: str, faq: list[dict[str, Any]], queries: list[dict[str, Any]]
             writer.writerow(["question", "answer", "category"])
             for row in faq:
                 writer.writerow([row["question"], row["answer"], row["domain"]])
-        store = open_store(Path(tmp), model, "quality")
-        try:
-            report = ingest_directory(store, folder)
-            assert report.documents[0].status == "indexed", report.documents[0].message
-            results: dict[str, dict[str, float]] = {}
-            for scope in ("pooled", "per-domain"):
-                for mode in MODES:
-                    ranks = []
-                    for q in queries:
-                        hits = store.search(
-                            q["query"],
-                            10,
-                            mode=mode,
-                            category=q["domain"] if scope == "per-domain" else None,
-                        )
-                        ids = [
-                            by_question.get(h.metadata.get("question", "").strip()) for h in hits
-                        ]
-                        ranks.append(
-                            ids.index(q["gold_faq_id"]) + 1 if q["gold_faq_id"] in ids else 0
-                        )
-                    n = len(ranks)
-                    results[f"{scope} {mode}"] = {
-                        "hit@1": sum(r == 1 for r in ranks) / n,
-                        "hit@5": sum(0 < r <= 5 for r in ranks) / n,
-                        "mrr@10": sum(1 / r for r in ranks if r) / n,
-                    }
-        finally:
-            store.close()
+        with milvus(Path(tmp)) as (uri, _pid):
+            store = open_store(uri, model, "quality")
+            try:
+                return _ranks(store, folder, queries, by_question)
+            finally:
+                store.close()
+
+
+def _ranks(
+    store: Any, folder: Path, queries: list[dict[str, Any]], by_question: dict[str, str]
+) -> dict[str, dict[str, float]]:
+    """hit@1 / hit@5 / MRR@10 per scope and mode, after ingesting ``folder``."""
+    from app.knowledge.ingest import ingest_directory
+
+    report = ingest_directory(store, folder)
+    assert report.documents[0].status == "indexed", report.documents[0].message
+    results: dict[str, dict[str, float]] = {}
+    for scope in ("pooled", "per-domain"):
+        for mode in MODES:
+            ranks = []
+            for q in queries:
+                hits = store.search(
+                    q["query"],
+                    10,
+                    mode=mode,
+                    category=q["domain"] if scope == "per-domain" else None,
+                )
+                ids = [by_question.get(h.metadata.get("question", "").strip()) for h in hits]
+                ranks.append(ids.index(q["gold_faq_id"]) + 1 if q["gold_faq_id"] in ids else 0)
+            n = len(ranks)
+            results[f"{scope} {mode}"] = {
+                "hit@1": sum(r == 1 for r in ranks) / n,
+                "hit@5": sum(0 < r <= 5 for r in ranks) / n,
+                "mrr@10": sum(1 / r for r in ranks if r) / n,
+            }
     return results
 
 
@@ -184,8 +218,8 @@ def scale(
 
     chunks = synthetic_chunks(faq, rows)
     embed_rows = min(embed_rows, rows)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(Path(tmp), model, "scale")
+    with tempfile.TemporaryDirectory() as tmp, milvus(Path(tmp)) as (uri, pid):
+        store = open_store(uri, model, "scale")
         try:
             t0 = time.perf_counter()
             for i in range(0, embed_rows, batch):
@@ -196,8 +230,8 @@ def scale(
             print(f"\n## Ingestion, {model}: {embed_rows} chunks in {seconds:.1f} s")
             print(f"  {embed_rows / seconds:.1f} chunks/s ({size:.0f} characters, {batch} a batch)")
             if rows > embed_rows:
-                stored = store._stored_vectors(
-                    store.client, [c.chunk_id for c in chunks[:embed_rows]]
+                stored, _keys = store._stored(
+                    store.client, store.collection, [c.chunk_id for c in chunks[:embed_rows]]
                 )
                 base = np.array([stored[c.chunk_id] for c in chunks[:embed_rows]], dtype=np.float32)
                 rng = np.random.default_rng(7)
@@ -209,7 +243,7 @@ def scale(
                     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
                     store.client.insert(
                         store.collection,
-                        [store._row(c, v.tolist()) for c, v in zip(part, vecs, strict=True)],
+                        [store._row(c, v.tolist(), "0") for c, v in zip(part, vecs, strict=True)],
                     )
                 store.flush()
                 fill = time.perf_counter() - t0
@@ -222,11 +256,11 @@ def scale(
                 # index until the collection is loaded again (as after a restart).
                 t0 = time.perf_counter()
                 store.close()
-                store = open_store(Path(tmp), model, "scale")
+                store = open_store(uri, model, "scale")
                 store.search("预热", 1)
                 print(f"  collection reopened in {time.perf_counter() - t0:.1f} s")
-            waited = wait_until_idle(os.getpid())
-            print(f"  milvus-lite's background compaction and index build: {waited:.0f} s")
+            waited = wait_until_idle(pid)
+            print(f"  Milvus' background compaction and index build: {waited:.0f} s")
             texts = [q["query"] for q in queries]
             for text in texts[:20]:  # warm up: first searches load segments and caches
                 store.search(text, 5)

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 import redis
 
-from tests.support import BIN, Processes, free_port, wait_until
+from app.knowledge import milvus_server
+from tests.support import Processes, free_port, wait_until
 
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -55,16 +56,7 @@ def milvus_uri(processes: Processes, tmp_path_factory: pytest.TempPathFactory) -
     data = tmp_path_factory.mktemp("milvus")
     processes.start(
         "milvus",
-        [
-            str(BIN / "milvus-lite"),
-            "server",
-            "--data-dir",
-            str(data),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        milvus_server.command(data, "127.0.0.1", port),
         env=dict(os.environ),
     )
     import socket

@@ -1,8 +1,8 @@
 """The Milvus collection that holds knowledge chunks, and hybrid (dense + BM25) search over it.
 
 One class wraps pymilvus.MilvusClient so that the rest of the app never builds a filter
-expression or a schema. The same code runs on milvus-lite (a local ``.db`` folder, one
-process; or ``milvus-lite server`` reached over http) and on a Milvus server or cluster.
+expression or a schema. The same code runs on embedded milvus-lite (a local ``.db`` file, one
+process; or `app.knowledge.milvus_server` reached over http) and on a Milvus server or cluster.
 
 BM25 is computed by Milvus itself from the ``text`` field with the jieba analyzer: it is what
 makes Chinese keyword matches work even with an embedding model that is weak at Chinese, and
@@ -12,12 +12,14 @@ without having to calibrate two unrelated score scales.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pymilvus import (
     AnnSearchRequest,
@@ -28,13 +30,14 @@ from pymilvus import (
     RRFRanker,
 )
 
+from app.knowledge.aliases import AliasBook, alias_book
 from app.knowledge.chunking import Chunk
 from app.knowledge.embedding import Embedder
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 SEARCH_MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: rows keyed by chunk and write, `chunk_id` a field
 PROP_MODEL = "kb.embedding_model"
 PROP_DIM = "kb.embedding_dim"
 PROP_SCHEMA = "kb.schema_version"
@@ -43,6 +46,7 @@ PROP_SCHEMA = "kb.schema_version"
 MAX_TEXT_BYTES = 65535
 _LIMITS = {
     "id": 64,
+    "chunk_id": 64,
     "doc_id": 1024,
     "doc_sha256": 64,
     "kind": 16,
@@ -98,15 +102,29 @@ ANALYZER_PARAMS: dict[str, Any] = {
     "tokenizer": "jieba",
     "filter": [{"type": "stop", "stop_words": _STOP_WORDS}],
 }
-_OUTPUT_FIELDS = ["doc_id", "kind", "category", "source", "section", "position", "text", "metadata"]
+_OUTPUT_FIELDS = [
+    "chunk_id",
+    "doc_id",
+    "kind",
+    "category",
+    "source",
+    "section",
+    "position",
+    "text",
+    "metadata",
+]
 _QUERY_PAGE = 16384  # Milvus' cap on offset + limit for one query
 _GET_BATCH = 256
 _DELETE_BATCH = 1000
 
-# milvus-lite starts its embedded server when the first client opens a .db path; two threads
-# doing that at once race for the folder lock, so client creation is serialised per process.
-_QUIET = {"grpc.keepalive_permit_without_calls": False}
+# pymilvus starts a private milvus-lite server when a client opens a .db path; two threads
+# doing that at once race for its lock, so client creation is serialised per process.
 _client_creation = threading.Lock()
+# How long a resolved registry alias (embedded milvus-lite) is trusted before asking again,
+# and the answers, per process: a switch made here is seen here at once, elsewhere within it.
+_ALIAS_TTL_S = 1.0
+_resolved: dict[tuple[str, str], tuple[str, float]] = {}
+T = TypeVar("T")
 
 
 class KnowledgeStoreError(RuntimeError):
@@ -159,6 +177,24 @@ def _batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[i : i + size]
 
 
+def _any_of(field_name: str, values: Iterable[str]) -> str:
+    return f"{field_name} in [{', '.join(quote(v) for v in values)}]"
+
+
+def _properties_of(description: dict[str, Any]) -> dict[str, Any]:
+    """The app's collection properties: Milvus keeps them as properties, milvus-lite only in
+    the schema's description (see `KnowledgeStore._schema`)."""
+    props = dict(description.get("properties") or {})
+    if PROP_MODEL not in props:
+        try:
+            stored = json.loads(description.get("description") or "{}")
+        except ValueError:
+            stored = {}
+        if isinstance(stored, dict):
+            props.update({k: v for k, v in stored.items() if isinstance(k, str)})
+    return props
+
+
 def _deleted_count(result: Any) -> int:
     """pymilvus returns {"delete_count": n} from Milvus, a list of ids from milvus-lite, and
     an empty dict when nothing matched."""
@@ -202,6 +238,7 @@ class KnowledgeStore:
         self._client: MilvusClient | None = None
         self._ready = False
         self._lock = threading.Lock()
+        self._book: AliasBook | None = None
 
     # --- connection -------------------------------------------------------------------
 
@@ -219,20 +256,18 @@ class KnowledgeStore:
                 if self.is_local:
                     Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    # No keepalive pings while idle: milvus-lite answers pymilvus' 10 s pings
-                    # with GOAWAY (too_many_pings), and a client made later on that shared
-                    # connection cannot connect (a 503 on a worker's first search).
-                    quiet = {} if self.is_local else {"dedicated": True, "grpc_options": _QUIET}
+                    # A connection of its own (pymilvus shares one per URI, and another
+                    # client's close() would take this store's down with it).
                     self._client = MilvusClient(
                         uri=self.uri,
                         token=self._token,
                         timeout=timeout if timeout is not None else self._connect_timeout,
-                        **quiet,
+                        alias=f"kb-{uuid.uuid4().hex}",
                     )
                 except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds
                     hint = (
-                        " (a local .db can be opened by one process only: start "
-                        "`milvus-lite server --data-dir DIR --port N` and use http://host:N)"
+                        " (a local .db can be opened by one process only: start `python -m "
+                        "app.knowledge.milvus_server --data-dir DIR --port N`, use http://host:N)"
                         if self.is_local
                         else ""
                     )
@@ -259,14 +294,19 @@ class KnowledgeStore:
         with _client_creation:
             client, self._client = self._client, None
             self._ready = False
+            self._book = None
         if client is not None:
             client.close()
 
     # --- collection -------------------------------------------------------------------
 
     def _schema(self, client: MilvusClient) -> Any:
-        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        # The properties again in the description: milvus-lite keeps no collection properties.
+        schema = client.create_schema(
+            auto_id=False, enable_dynamic_field=False, description=json.dumps(self._properties())
+        )
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=_LIMITS["id"])
+        schema.add_field("chunk_id", DataType.VARCHAR, max_length=_LIMITS["chunk_id"])
         schema.add_field("doc_id", DataType.VARCHAR, max_length=_LIMITS["doc_id"])
         schema.add_field("doc_sha256", DataType.VARCHAR, max_length=_LIMITS["doc_sha256"])
         schema.add_field("kind", DataType.VARCHAR, max_length=_LIMITS["kind"])
@@ -294,29 +334,54 @@ class KnowledgeStore:
         )
         return schema
 
+    def _properties(self) -> dict[str, str]:
+        return {
+            PROP_MODEL: self.embedder.name,
+            PROP_DIM: str(self.embedder.dim),
+            PROP_SCHEMA: SCHEMA_VERSION,
+        }
+
+    def _is_embedded(self) -> bool:
+        """milvus-lite (no alias API, FLAT as its only exact index) rather than a server."""
+        return not self._aliases().native
+
     def _index_params(self, client: MilvusClient) -> Any:
         params = client.prepare_index_params()
-        params.add_index(
-            "dense", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200}
-        )
+        if self._is_embedded():
+            # milvus-lite's choices are FLAT and IVF_FLAT; FLAT is exact and, in its C++
+            # engine, scans 100k x 384 floats in ~15 ms on two cores.
+            params.add_index("dense", index_type="FLAT", metric_type="IP")
+        else:
+            params.add_index(
+                "dense",
+                index_type="HNSW",
+                metric_type="IP",
+                params={"M": 16, "efConstruction": 200},
+            )
         params.add_index(
             "sparse",
             index_type="SPARSE_INVERTED_INDEX",
             metric_type="BM25",
             params={"bm25_k1": 1.2, "bm25_b": 0.75},
         )
+        params.add_index("chunk_id", index_type="INVERTED")
         params.add_index("doc_id", index_type="INVERTED")
         params.add_index("category", index_type="INVERTED")
         return params
 
     def _check_compatible(self, description: dict[str, Any]) -> None:
-        props = description.get("properties") or {}
+        props = _properties_of(description)
         model = props.get(PROP_MODEL, "")
         dense = next((f for f in description.get("fields", []) if f.get("name") == "dense"), None)
         if dense is None or "text" not in {f.get("name") for f in description.get("fields", [])}:
             raise KnowledgeStoreError(
                 f"collection {self.collection!r} at {self.uri} was not created by this app "
                 "(no dense/text fields); choose another MILVUS_COLLECTION"
+            )
+        if "chunk_id" not in {f.get("name") for f in description.get("fields", [])}:
+            raise KnowledgeStoreError(
+                f"collection {self.collection!r} at {self.uri} was built by an older version "
+                "of this app: rebuild it with `flask kb reindex`"
             )
         dim = int((dense.get("params") or {}).get("dim", 0))
         if dim != self.embedder.dim or (model and model != self.embedder.name):
@@ -334,22 +399,16 @@ class KnowledgeStore:
         """
         with self._lock:
             client = self._connect()
-            if not client.has_collection(self.collection):
-                if self.aliased:
-                    self._create_behind_alias(client)
-                    self._ready = True
-                    return
+            if self.aliased and self.physical_name() is None:
+                self._create_behind_alias(client)
+            elif not self.aliased and not client.has_collection(self.collection):
                 created = False
                 try:
                     client.create_collection(
                         self.collection,
                         schema=self._schema(client),
                         consistency_level="Strong",
-                        properties={
-                            PROP_MODEL: self.embedder.name,
-                            PROP_DIM: str(self.embedder.dim),
-                            PROP_SCHEMA: SCHEMA_VERSION,
-                        },
+                        properties=self._properties(),
                     )
                     created = True
                 except Exception:
@@ -360,8 +419,9 @@ class KnowledgeStore:
                     # sync=False: pymilvus would poll each index every 0.5 s; an empty
                     # collection's indexes are ready at once and loading waits for them anyway.
                     client.create_index(self.collection, self._index_params(client), sync=False)
-            self._check_compatible(client.describe_collection(self.collection))
-            client.load_collection(self.collection)
+            name = self._name(refresh=True)
+            self._check_compatible(client.describe_collection(name))
+            client.load_collection(name)
             self._ready = True
 
     def _ready_client(self) -> MilvusClient:
@@ -369,29 +429,64 @@ class KnowledgeStore:
             self.ensure_collection()
         return self._connect()
 
+    def _aliases(self) -> AliasBook:
+        if self._book is None:
+            self._book = alias_book(self._connect())
+        return self._book
+
+    def _name(self, *, refresh: bool = False) -> str:
+        """The collection name to hand Milvus: the alias itself where Milvus resolves it,
+        else what the registry says it names now (cached for a second)."""
+        if not self.aliased or self._aliases().native:
+            return self.collection
+        key = (self.uri, self.collection)
+        now = time.monotonic()
+        known = _resolved.get(key)
+        if not refresh and known and now - known[1] < _ALIAS_TTL_S:
+            return known[0]
+        target = self._aliases().target(self.collection) or self.collection
+        _resolved[key] = (target, now)
+        return target
+
+    def _run(self, op: Callable[[MilvusClient, str], T]) -> T:
+        """``op(client, collection)``; where this process resolves the alias itself, a
+        reindex may have switched and dropped what it resolved: ask again, once."""
+        client = self._ready_client()
+        name = self._name()
+        try:
+            return op(client, name)
+        except Exception:
+            if not self.aliased or self._aliases().native:
+                raise
+            fresh = self._name(refresh=True)
+            if fresh == name:
+                raise
+            return op(client, fresh)
+
     def drop(self) -> None:
         """Delete the collection and everything in it (for an alias: what it names)."""
         client = self._connect()
         with self._lock:
             physical = self.physical_name()
             if physical is not None and physical != self.collection:
-                client.drop_alias(self.collection)
+                self._aliases().drop(self.collection)
             if physical is not None:
                 client.drop_collection(physical)
             self._ready = False
+            _resolved.pop((self.uri, self.collection), None)
 
     def point_alias(self, alias: str) -> None:
         """Make ``alias`` name this collection: build a new collection, then switch readers
         that use the alias over in one step."""
-        client = self._ready_client()
-        if alias in client.list_aliases(self.collection).get("aliases", []):
+        self._ready_client()
+        book = self._aliases()
+        if alias in book.of(self.collection):
             return
-        try:
-            client.describe_alias(alias)
-        except Exception:  # noqa: BLE001 - "no such alias" has no dedicated exception
-            client.create_alias(self.collection, alias)
+        if book.target(alias) is None:
+            book.create(self.collection, alias)
         else:
-            client.alter_alias(self.collection, alias)
+            book.alter(self.collection, alias)
+        _resolved.pop((self.uri, alias), None)
 
     # --- collections behind an alias (blue/green) -----------------------------------
 
@@ -400,23 +495,21 @@ class KnowledgeStore:
         build = self.build_store()
         build.ensure_collection()
         try:
-            client.create_alias(build.collection, self.collection)
+            self._aliases().create(build.collection, self.collection)
         except Exception:
             # Another process got there first: serve its collection, drop ours.
             if self.physical_name() in (None, build.collection):
                 raise
             client.drop_collection(build.collection)
-        self._check_compatible(client.describe_collection(self.collection))
-        client.load_collection(self.collection)
+        _resolved.pop((self.uri, self.collection), None)
 
     def physical_name(self) -> str | None:
         """The collection the alias names now; the name itself for a plain collection
         (also one created before aliases were used); None when neither exists."""
-        client = self._connect()
-        try:
-            return str(client.describe_alias(self.collection)["collection_name"])
-        except Exception:  # noqa: BLE001 - "no such alias" has no dedicated exception
-            return self.collection if client.has_collection(self.collection) else None
+        target = self._aliases().target(self.collection)
+        if target is not None:
+            return target
+        return self.collection if self._connect().has_collection(self.collection) else None
 
     def build_store(self, name: str | None = None) -> KnowledgeStore:
         """A store on a new physical collection ``<alias>__<stamp>`` (or ``name``), sharing
@@ -432,6 +525,7 @@ class KnowledgeStore:
             rrf_k=self._rrf_k,
         )
         store._client = self._connect()
+        store._book = self._book
         return store
 
     def builds(self) -> list[str]:
@@ -446,15 +540,17 @@ class KnowledgeStore:
         be dropped before the alias can take its name: only that first switch has a gap.
         """
         client = self._connect()
+        book = self._aliases()
         previous = self.physical_name()
         if previous == self.collection:
             client.drop_collection(self.collection)
-            client.create_alias(target, self.collection)
+            book.create(target, self.collection)
         elif previous is None:
-            client.create_alias(target, self.collection)
+            book.create(target, self.collection)
         else:
-            client.alter_alias(target, self.collection)
+            book.alter(target, self.collection)
         self._ready = False
+        _resolved.pop((self.uri, self.collection), None)
         return previous
 
     def drop_physical(self, name: str) -> None:
@@ -467,8 +563,8 @@ class KnowledgeStore:
 
     def embedding_model(self) -> str:
         """The embedding model recorded on the collection ("" when it has none)."""
-        props = self._connect().describe_collection(self.collection).get("properties") or {}
-        return str(props.get(PROP_MODEL, ""))
+        description = self._connect().describe_collection(self._name(refresh=True))
+        return str(_properties_of(description).get(PROP_MODEL, ""))
 
     def export_rows(self, doc_id: str) -> list[dict[str, Any]]:
         """Every stored field of a document's chunks, vectors included (BM25's sparse vector
@@ -478,15 +574,16 @@ class KnowledgeStore:
         return [{k: v for k, v in row.items() if k in fields} for row in rows]
 
     def import_rows(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Write rows from `export_rows` of another collection built with the same model."""
-        client = self._ready_client()
+        """Write rows from `export_rows` of another collection built with the same model
+        (into a collection nobody reads yet: a reindex's new build)."""
+        client, name = self._ready_client(), self._name()
         for batch in _batched(list(rows), _GET_BATCH):
-            client.upsert(self.collection, list(batch))
+            client.upsert(name, list(batch))
         return len(rows)
 
     # --- writing ----------------------------------------------------------------------
 
-    def _row(self, chunk: Chunk, vector: list[float]) -> dict[str, Any]:
+    def _row(self, chunk: Chunk, vector: list[float], generation: str) -> dict[str, Any]:
         if len(chunk.text.encode("utf-8")) > MAX_TEXT_BYTES:
             raise ValueError(
                 f"{chunk.source} #{chunk.position}: chunk text is over {MAX_TEXT_BYTES} bytes; "
@@ -498,7 +595,8 @@ class KnowledgeStore:
                 f"expected {self.embedder.dim}"
             )
         return {
-            "id": chunk.chunk_id,
+            "id": f"{chunk.chunk_id}.{generation}",
+            "chunk_id": chunk.chunk_id,
             "doc_id": _clip(chunk.doc_id, _LIMITS["doc_id"]),
             "doc_sha256": chunk.doc_sha256,
             "kind": chunk.kind,
@@ -511,100 +609,130 @@ class KnowledgeStore:
             "metadata": chunk.metadata,
         }
 
-    def _stored_vectors(self, client: MilvusClient, ids: Sequence[str]) -> dict[str, list[float]]:
-        """Vectors already stored under these chunk ids. A chunk id hashes the chunk's text,
-        and the collection is bound to one embedder, so they can be reused as they are."""
-        found: dict[str, list[float]] = {}
-        for batch in _batched(list(ids), _GET_BATCH):
-            for row in client.get(self.collection, ids=list(batch), output_fields=["dense"]):
+    def _stored(
+        self, client: MilvusClient, name: str, chunk_ids: Sequence[str]
+    ) -> tuple[dict[str, list[float]], list[str]]:
+        """(vector per chunk id, keys of the rows holding these chunks now). A chunk id hashes
+        the chunk's text, and the collection is bound to one embedder, so vectors are reused
+        as they are."""
+        vectors: dict[str, list[float]] = {}
+        keys: list[str] = []
+        for batch in _batched(list(chunk_ids), _GET_BATCH):
+            rows = client.query(
+                name,
+                filter=_any_of("chunk_id", batch),
+                output_fields=["chunk_id", "dense"],
+                limit=_QUERY_PAGE,
+                consistency_level="Strong",
+            )
+            for row in rows:
+                keys.append(str(row["id"]))
                 vector = row.get("dense")
                 if vector is not None and len(vector) == self.embedder.dim:
-                    found[str(row["id"])] = [float(x) for x in vector]
-        return found
+                    vectors[str(row["chunk_id"])] = [float(x) for x in vector]
+        return vectors, keys
 
     def upsert_chunks(self, chunks: Iterable[Chunk], *, flush: bool = True) -> int:
-        """Insert or replace chunks by id; returns how many were written.
+        """Insert or replace chunks by chunk id; returns how many were written.
 
-        Only chunks whose id is new are embedded. Flushes at the end by default, because
-        unflushed rows are searched by brute force (milvus-lite: ~220 ms/query at 10k rows).
+        Never an in-place upsert: milvus-lite applies an upsert's delete before its insert,
+        and a search in between finds neither. Each write adds rows under new keys, then
+        retires the rows that held these chunks, so readers always find one (for a moment
+        two, which `search` folds). Only chunks whose id is new are embedded. Flushes at the
+        end by default, sealing the rows into indexed segments.
         """
-        client = self._ready_client()
+        client, name = self._ready_client(), self._name()
         unique = list({c.chunk_id: c for c in chunks}.values())
         if not unique:
             return 0
-        reuse = self._stored_vectors(client, [c.chunk_id for c in unique])
+        reuse, retired = self._stored(client, name, [c.chunk_id for c in unique])
+        generation = f"{time.time_ns():x}"
         for batch in _batched(unique, self._embed_batch_size):
             todo = [c for c in batch if c.chunk_id not in reuse]
             fresh = (
                 self.embedder.embed_passages([c.embed_text or c.text for c in todo]) if todo else []
             )
             reuse.update({c.chunk_id: v for c, v in zip(todo, fresh, strict=True)})
-            client.upsert(self.collection, [self._row(c, reuse[c.chunk_id]) for c in batch])
+            client.insert(name, [self._row(c, reuse[c.chunk_id], generation) for c in batch])
+        for batch in _batched(retired, _DELETE_BATCH):
+            client.delete(name, ids=list(batch))
         if flush:
-            client.flush(self.collection)
+            client.flush(name)
         return len(unique)
 
     def delete_chunks(self, chunk_ids: Iterable[str], *, flush: bool = True) -> int:
-        """Delete chunks by id; returns how many ids were asked to go."""
-        client = self._ready_client()
+        """Delete chunks by chunk id; returns how many ids were asked to go."""
+        client, name = self._ready_client(), self._name()
         ids = sorted(set(chunk_ids))
         for batch in _batched(ids, _DELETE_BATCH):
-            client.delete(self.collection, ids=list(batch))
+            client.delete(name, filter=_any_of("chunk_id", batch))
         if ids and flush:
-            client.flush(self.collection)
+            client.flush(name)
         return len(ids)
 
     def delete_document(self, doc_id: str, *, flush: bool = True) -> int:
         """Delete every chunk of a document; returns the number of chunks deleted."""
-        client = self._ready_client()
+        client, name = self._ready_client(), self._name()
         before = self.count(doc_id=doc_id)
         if before == 0:
             return 0
-        result = client.delete(self.collection, filter=f"doc_id == {quote(doc_id)}")
+        result = client.delete(name, filter=f"doc_id == {quote(doc_id)}")
         if flush:
-            client.flush(self.collection)
+            client.flush(name)
         return _deleted_count(result) or before
 
     def flush(self) -> None:
         """Seal written rows into indexed segments (see upsert_chunks)."""
-        self._ready_client().flush(self.collection)
+        self._ready_client().flush(self._name())
 
     # --- reading ----------------------------------------------------------------------
 
     def _query_all(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
-        client = self._ready_client()
-        rows = client.query(
-            self.collection,
-            filter=expr,
-            output_fields=fields,
-            limit=_QUERY_PAGE,
-            consistency_level="Strong",
-        )
-        if len(rows) < _QUERY_PAGE:
-            return list(rows)
-        out: list[dict[str, Any]] = []
-        iterator = client.query_iterator(
-            self.collection, batch_size=1000, filter=expr, output_fields=fields
-        )
-        try:
-            while batch := iterator.next():
-                out.extend(batch)
-        finally:
-            iterator.close()
-        return out
+        def query(client: MilvusClient, name: str) -> list[dict[str, Any]]:
+            rows = client.query(
+                name,
+                filter=expr,
+                output_fields=fields,
+                limit=_QUERY_PAGE,
+                consistency_level="Strong",
+            )
+            if len(rows) < _QUERY_PAGE:
+                return list(rows)
+            out: list[dict[str, Any]] = []
+            iterator = client.query_iterator(
+                name, batch_size=1000, filter=expr, output_fields=fields
+            )
+            try:
+                while batch := iterator.next():
+                    out.extend(batch)
+            finally:
+                iterator.close()
+            return out
+
+        return self._run(query)
 
     def count(self, *, doc_id: str | None = None) -> int:
         """Number of chunks, in the whole collection or in one document."""
-        client = self._ready_client()
         expr = f"doc_id == {quote(doc_id)}" if doc_id is not None else ""
-        rows = client.query(
-            self.collection, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
+        rows = self._run(
+            lambda client, name: client.query(
+                name, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
+            )
         )
         return int(rows[0]["count(*)"]) if rows else 0
 
+    def has_rows(self, *, category: str | None = None, doc_id: str | None = None) -> bool:
+        """Whether any chunk matches these filters (an empty search may just find nothing)."""
+        expr = self._filter(category, doc_id)
+        rows = self._run(
+            lambda client, name: client.query(name, filter=expr, output_fields=["id"], limit=1)
+        )
+        return bool(rows)
+
     def chunk_ids(self, doc_id: str) -> set[str]:
         """Ids of the chunks currently stored for a document."""
-        return {str(r["id"]) for r in self._query_all(f"doc_id == {quote(doc_id)}", ["id"])}
+        rows = self._query_all(f"doc_id == {quote(doc_id)}", ["chunk_id"])
+        return {str(r["chunk_id"]) for r in rows}
 
     def document_hashes(self) -> dict[str, str]:
         """doc_id -> sha256 of the file version each indexed document was built from."""
@@ -638,33 +766,28 @@ class KnowledgeStore:
         query = query.strip()
         if not query or top_k < 1:
             return []
-        client = self._ready_client()
         expr = self._filter(category, doc_id)
         ef = max(64, top_k * 4)
         query_vector: list[float] | None = None
-        if mode == "bm25":
-            results = client.search(
-                self.collection,
-                data=[query],
-                anns_field="sparse",
-                filter=expr,
-                limit=top_k,
-                output_fields=_OUTPUT_FIELDS,
-                search_params={"metric_type": "BM25"},
-            )
-        elif mode == "dense":
+        if mode != "bm25":
             query_vector = self.embedder.embed_queries([query])[0]
-            results = client.search(
-                self.collection,
-                data=[query_vector],
-                anns_field="dense",
-                filter=expr,
-                limit=top_k,
-                output_fields=_OUTPUT_FIELDS,
-                search_params={"metric_type": "IP", "params": {"ef": ef}},
-            )
-        else:
-            query_vector = self.embedder.embed_queries([query])[0]
+
+        def run(client: MilvusClient, name: str) -> Any:
+            if mode != "hybrid":
+                field, data, params = (
+                    ("sparse", query, {"metric_type": "BM25"})
+                    if mode == "bm25"
+                    else ("dense", query_vector, {"metric_type": "IP", "params": {"ef": ef}})
+                )
+                return client.search(
+                    name,
+                    data=[data],
+                    anns_field=field,
+                    filter=expr,
+                    limit=top_k,
+                    output_fields=_OUTPUT_FIELDS,
+                    search_params=params,
+                )
             candidates = max(top_k * 4, 20)
             requests = [
                 AnnSearchRequest(
@@ -682,14 +805,27 @@ class KnowledgeStore:
                     expr=expr or None,
                 ),
             ]
-            results = client.hybrid_search(
-                self.collection,
+            return client.hybrid_search(
+                name,
                 requests,
                 RRFRanker(self._rrf_k),
                 limit=top_k,
                 output_fields=[*_OUTPUT_FIELDS, "dense"],
             )
-        return [self._hit(raw, mode, query_vector) for raw in (results[0] if results else [])]
+
+        try:
+            results = self._run(run)
+        except Exception as exc:
+            # milvus-lite cannot score BM25 in a collection that never held a row (its
+            # average document length is 0/0); nothing to find there anyway.
+            if "Invalid sparse row" in str(exc) and self.count() == 0:
+                return []
+            raise
+        hits: dict[str, Hit] = {}
+        for raw in results[0] if results else []:
+            hit = self._hit(raw, mode, query_vector)
+            hits.setdefault(hit.chunk_id, hit)  # a chunk being rewritten has two rows briefly
+        return list(hits.values())
 
     def _hit(self, raw: dict[str, Any], mode: str, query_vector: list[float] | None) -> Hit:
         entity = raw.get("entity") or {}
@@ -701,11 +837,11 @@ class KnowledgeStore:
             similarity = float(
                 sum(a * b for a, b in zip(query_vector, entity["dense"], strict=False))
             )
-        # milvus-lite reports BM25 as a negative distance; Milvus as a positive score.
+        # milvus-lite 3 reported BM25 as a negative distance; Milvus as a positive score.
         score = abs(distance) if mode == "bm25" else distance
         metadata = entity.get("metadata") or {}
         return Hit(
-            chunk_id=str(raw.get("id", entity.get("id", ""))),
+            chunk_id=str(entity.get("chunk_id", "")),
             doc_id=str(entity.get("doc_id", "")),
             kind=str(entity.get("kind", "")),
             text=str(entity.get("text", "")),

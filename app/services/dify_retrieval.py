@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from app import resources
-from app.knowledge.store import Hit, quote
+from app.knowledge.store import Hit
 from app.services.tools import passage
 from app.settings import Settings
 
@@ -185,12 +185,4 @@ def _title(hit: Hit) -> str:
 
 def _exists(store: Any, category: str | None, doc_id: str | None) -> bool:
     """An empty result from a filter that matches nothing means an unknown knowledge_id."""
-    parts = []
-    if category:
-        parts.append(f"category == {quote(category)}")
-    if doc_id:
-        parts.append(f"doc_id == {quote(doc_id)}")
-    rows = store.client.query(
-        store.collection, filter=" and ".join(parts), output_fields=["id"], limit=1
-    )
-    return bool(rows)
+    return bool(store.has_rows(category=category, doc_id=doc_id))

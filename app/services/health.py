@@ -37,14 +37,15 @@ def check_broker(settings: Settings) -> str:
 
 
 def check_milvus(settings: Settings) -> str:
-    from app.resources import milvus_client
+    from app.resources import milvus_client, serving_collection
 
     client = milvus_client(settings)
-    if not client.has_collection(settings.milvus_collection, timeout=2):
+    name = serving_collection(settings)
+    if not client.has_collection(name, timeout=2):
         raise RuntimeError(
             f"collection {settings.milvus_collection!r} missing (run `flask kb ingest`)"
         )
-    stats = client.get_collection_stats(settings.milvus_collection, timeout=2)
+    stats = client.get_collection_stats(name, timeout=2)
     return f"{stats.get('row_count', '?')} chunks"
 
 

@@ -128,11 +128,12 @@ def refresh(settings: Settings) -> int:
     """Reads the FAQ entries of the knowledge collection into this process's table."""
     global _table
     client = resources.milvus_client(settings)
-    if not client.has_collection(settings.milvus_collection):
+    name = resources.serving_collection(settings)
+    if not client.has_collection(name):
         _table = _Table()
         return 0
     rows = client.query(
-        settings.milvus_collection,
+        name,
         filter='kind == "faq"',
         output_fields=["metadata", "source", "section"],
         limit=MAX_ENTRIES,

