@@ -112,7 +112,9 @@ def fill(milvus_uri: str, n: int, embedded: int = 1000) -> float:
     started = time.monotonic()
     store.upsert_chunks(chunks[:embedded])
     took = time.monotonic() - started
-    stored = store._stored_vectors(store.client, [c.chunk_id for c in chunks[:embedded]])
+    stored, _keys = store._stored(
+        store.client, store.collection, [c.chunk_id for c in chunks[:embedded]]
+    )
     base = np.array([stored[c.chunk_id] for c in chunks[:embedded]], dtype=np.float32)
     rng = np.random.default_rng(7)
     for i in range(embedded, n, 2000):
@@ -121,7 +123,8 @@ def fill(milvus_uri: str, n: int, embedded: int = 1000) -> float:
         vecs = vecs + rng.normal(0, 0.02, vecs.shape).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
         store.client.insert(
-            store.collection, [store._row(c, v.tolist()) for c, v in zip(part, vecs, strict=True)]
+            store.collection,
+            [store._row(c, v.tolist(), "0") for c, v in zip(part, vecs, strict=True)],
         )
     store.flush()
     count = store.count()

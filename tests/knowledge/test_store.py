@@ -157,3 +157,23 @@ def test_a_new_empty_knowledge_base_finds_nothing_without_error(store: Knowledge
     # before anything was uploaded must get "nothing found", not a failed answer.
     for mode in ("hybrid", "bm25", "dense"):
         assert store.search("发票怎么开？", 3, mode=mode) == []
+
+
+def test_hybrid_fusion_scores_as_milvus_rrf_and_keeps_the_cosine() -> None:
+    from app.knowledge.store import _rrf
+
+    dense = [
+        {"id": "a", "distance": 0.9, "entity": {"text": "A"}},
+        {"id": "b", "distance": 0.8, "entity": {"text": "B"}},
+    ]
+    keyword = [
+        {"id": "b", "distance": 7.0, "entity": {"text": "B", "dense": [0.0]}},
+        {"id": "c", "distance": 5.0, "entity": {"text": "C", "dense": [1.0]}},
+    ]
+    fused = _rrf(dense, keyword, 60, 3)
+    # b is in both lists: 1/62 + 1/61 beats a's 1/61 and c's 1/62.
+    assert [r["id"] for r in fused] == ["b", "a", "c"]
+    assert fused[0]["distance"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused[0]["similarity"] == 0.8 and "similarity" not in fused[2]
+    assert fused[2]["entity"]["dense"] == [1.0]  # a keyword-only hit's cosine comes from it
+    assert [r["id"] for r in _rrf(dense, keyword, 60, 1)] == ["b"]
