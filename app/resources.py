@@ -39,13 +39,14 @@ def _once(key: str, factory):  # noqa: ANN001, ANN202 - tiny internal memo
 
 def knowledge_store(settings: Settings) -> KnowledgeStore:
     def make() -> KnowledgeStore:
-        from app.knowledge.embedding import load_embedder
+        from app.knowledge.embedding import RecentQueries, load_embedder
         from app.knowledge.store import KnowledgeStore
 
+        embedder = load_embedder(settings.embedding_model, cache_dir=settings.models_dir)
         store = KnowledgeStore(
             settings.milvus_uri,
             settings.milvus_collection,
-            load_embedder(settings.embedding_model, cache_dir=settings.models_dir),
+            RecentQueries(embedder, settings.embedding_query_cache),
             token=settings.milvus_token,
             # Readers and writers go through the alias; a reindex swaps what it names.
             aliased=True,

