@@ -414,14 +414,16 @@ def apikey_list() -> None:
 @apikey.command("revoke")
 @click.argument("key_id")
 def apikey_revoke(key_id: str) -> None:
-    """Revoke a key by id (or its shown prefix); requests with it get 401 at once."""
+    """Revoke a key by id (or its shown prefix); requests with it get 401 within
+    API_KEY_CACHE_S seconds (5 by default)."""
     from app.services import apikeys
 
     try:
         row = apikeys.revoke(key_id)
     except apikeys.ApiKeyError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"revoked API key {row.id} ({row.name})")
+    trust_s = current_app.extensions["settings"].api_key_cache_s
+    click.echo(f"revoked API key {row.id} ({row.name}); it stops working within {trust_s:g} s")
 
 
 def register_commands(app: Flask) -> None:

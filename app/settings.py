@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     faq_direct_threshold: float = Field(0.9, ge=0.5, le=1.01)
 
     # --- Dify integration: tool API, External Knowledge API, OpenAI-compatible API ---
+    #: Seconds a process trusts an API key it verified without asking the database again;
+    #: a revoked key stops working within this time everywhere (0: look up every request).
+    api_key_cache_s: float = Field(5.0, ge=0, le=300)
     #: Largest JSON body the tool, retrieval and chat endpoints accept.
     api_max_body_bytes: int = Field(256 * 1024, ge=1024)
     #: Largest image the OCR tool accepts (upload or download).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import g, request
+from flask import current_app, g, request
 
 from app.services import apikeys
 
@@ -36,8 +36,8 @@ def check_bearer() -> AuthFailure | None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return AuthFailure("malformed", f"the Authorization header is not 'Bearer <key>': {HOW_TO}")
-    key = apikeys.verify(token)
-    if key is None:
+    key_id = apikeys.verify(token, trust_s=current_app.extensions["settings"].api_key_cache_s)
+    if key_id is None:
         return AuthFailure("invalid", "the API key is unknown or revoked")
-    g.api_key_id = key.id
+    g.api_key_id = key_id
     return None

@@ -2,12 +2,19 @@
 
 A key is shown once, at creation. The database holds only its SHA-256: a leaked database
 does not leak usable keys, and a lookup is one indexed equality (no per-key comparison).
+
+A process trusts a key it verified for ``API_KEY_CACHE_S`` seconds without asking the
+database again: under load that lookup was a quarter of a /dify/retrieval request's time
+(bench/RESULTS.md). A revocation is seen at once by the process that made it and within
+that time by the others. Unknown keys are never remembered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -17,6 +24,11 @@ from app.store import ApiKey
 
 KEY_PREFIX = "wxcs_"
 _PREFIX_SHOWN = 12
+_TRUSTED_MAX = 1024
+
+# digest -> (key id, monotonic time until which it is trusted without the database)
+_trusted: dict[str, tuple[int, float]] = {}
+_trusted_lock = threading.Lock()
 
 
 class ApiKeyError(ValueError):
@@ -55,18 +67,33 @@ def revoke(ident: str) -> ApiKey:
     if len(rows) > 1:
         raise ApiKeyError(f"{ident!r} matches {len(rows)} keys: revoke by id")
     row = rows[0]
+    with _trusted_lock:
+        _trusted.clear()
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         db.session.commit()
     return row
 
 
-def verify(presented: str) -> ApiKey | None:
-    """The active key matching a presented bearer token, or None."""
+def verify(presented: str, *, trust_s: float = 0.0) -> int | None:
+    """The id of the active key matching a presented bearer token, or None. A key verified
+    in the last ``trust_s`` seconds is not looked up again."""
     if not presented or len(presented) > 256:
         return None
-    row = db.session.scalar(select(ApiKey).where(ApiKey.key_sha256 == _digest(presented)))
+    digest = _digest(presented)
+    now = time.monotonic()
+    trusted = _trusted.get(digest)
+    if trusted is not None and trusted[1] > now:
+        return trusted[0]
+    row = db.session.scalar(select(ApiKey).where(ApiKey.key_sha256 == digest))
     db.session.rollback()  # read-only: end the transaction, keep the pool connection free
     if row is None or row.revoked_at is not None:
+        with _trusted_lock:
+            _trusted.pop(digest, None)
         return None
-    return row
+    if trust_s > 0:
+        with _trusted_lock:
+            if len(_trusted) >= _TRUSTED_MAX:
+                _trusted.clear()
+            _trusted[digest] = (row.id, now + trust_s)
+    return row.id

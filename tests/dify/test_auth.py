@@ -10,7 +10,7 @@ import requests
 from app import create_app
 from app.settings import load_settings
 from tests.dify.conftest import DifyService, create_key
-from tests.support import run_flask
+from tests.support import run_flask, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -95,10 +95,18 @@ def test_cli_lists_and_revokes_keys(dify_service: DifyService) -> None:
     key_id = next(line.split()[0] for line in listed.stdout.splitlines() if "to-revoke" in line)
     revoked = run_flask(["apikey", "revoke", key_id], dify_service.env)
     assert revoked.returncode == 0, revoked.stderr
-    gone = dify_service.post(
-        "/tools/faq", json={"question": "满多少包邮？"}, headers={"Authorization": f"Bearer {key}"}
-    )
-    assert gone.status_code == 401 and gone.json()["error"] == "invalid_api_key"
+    assert "stops working within 5 s" in revoked.stdout
+
+    def refusal() -> dict | None:
+        gone = dify_service.post(
+            "/tools/faq",
+            json={"question": "满多少包邮？"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        return gone.json() if gone.status_code == 401 else None
+
+    # Web processes trust a key they verified for API_KEY_CACHE_S (5 s) without the database.
+    assert wait_until(refusal, 15, "the revoked key refused")["error"] == "invalid_api_key"
     stored = dify_service.scalar("SELECT key_sha256 FROM api_keys WHERE id=:i", i=int(key_id))
     assert stored != key and len(stored) == 64  # hashed
 
@@ -108,3 +116,30 @@ def test_cli_errors_are_messages_not_tracebacks(dify_service: DifyService) -> No
         done = run_flask(args, dify_service.env)
         assert done.returncode != 0
         assert "Error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_verified_key_is_trusted_briefly_and_a_revocation_here_counts_at_once(
+    tmp_path,
+) -> None:
+    from app.extensions import db
+    from app.services import apikeys
+
+    app = create_app(load_settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/a.db"))
+    with app.app_context():
+        db.create_all()
+        row, key = apikeys.create("dify")
+        assert apikeys.verify(key, trust_s=60) == row.id
+        # Revoked by another process (straight in the database): trusted until the window
+        # ends, or at once when nothing is trusted.
+        db.session.execute(db.text("UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP"))
+        db.session.commit()
+        assert apikeys.verify(key, trust_s=60) == row.id
+        assert apikeys.verify(key + "x", trust_s=60) is None  # unknown keys: never trusted
+        apikeys.revoke(str(row.id))  # a revocation in this process clears its trust
+        assert apikeys.verify(key, trust_s=60) is None
+
+        other, other_key = apikeys.create("other")
+        assert apikeys.verify(other_key) == other.id  # trust_s 0: every call looks it up
+        db.session.execute(db.text("UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP"))
+        db.session.commit()
+        assert apikeys.verify(other_key) is None
