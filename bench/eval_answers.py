@@ -122,6 +122,7 @@ def report(rows: list[Row]) -> str:
         f"max {max(r.seconds for r in rows):.1f} s.",
     ]
     lines.append(similarity_gate(ins, outs))
+    lines.append(coverage_gate(ins, outs))
     return "\n".join(lines)
 
 
@@ -140,6 +141,41 @@ def similarity_gate(ins: list[Row], outs: list[Row]) -> str:
         f"Retrieval gate (diagnostic): top-1 cosine similarity ranges overlap (lowest "
         f"in-knowledge {lo_in:.3f}, highest out-of-knowledge {hi_out:.3f}); the best single "
         f"threshold ({best[1]:.3f}) classifies {100 * best[0]:.0f} % of questions right."
+    )
+
+
+def coverage_gate(ins: list[Row], outs: list[Row]) -> str:
+    """What refusing answers that leave a noun of the question unaddressed would do: the
+    noun in neither the answer nor any passage ("鸡翅" when the answer is the air fryer's
+    warranty). Measured, not used: paraphrases name things the knowledge words otherwise."""
+    import re
+
+    import jieba.posseg as pseg
+
+    asking = re.compile(r"^(几|多少|多久|什么|哪|怎么|为什么|是否)")
+
+    def unaddressed(r: Row, text: str) -> bool:
+        for word, flag in pseg.lcut(r.question):
+            word = word.strip().lower()
+            if not word or asking.match(word) or (len(word) < 2 and not word.isascii()):
+                continue
+            if not (flag.startswith("n") or flag in ("eng", "vn")):
+                continue
+            if word not in text.lower() and not any(word in p.lower() for p in r.passages):
+                return True
+        return False
+
+    def refused(r: Row) -> tuple[bool, str]:
+        no, text = decide(r, "support >= 0.7")
+        return no or (not r.from_faq and unaddressed(r, text)), text
+
+    grounded = sum((not no) and has_fact(text, r.facts) for r in ins for no, text in [refused(r)])
+    refusals = sum(refused(r)[0] for r in outs)
+    return (
+        f"Question-coverage gate (diagnostic, not used): also refusing answers that leave a "
+        f"noun of the question in neither the answer nor any passage would refuse "
+        f"{refusals}/{len(outs)} out of knowledge and keep {grounded}/{len(ins)} grounded "
+        f"answers."
     )
 
 

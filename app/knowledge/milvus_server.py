@@ -7,11 +7,6 @@ port, and everything connects by URI exactly as to a Milvus server.
 
     python -m app.knowledge.milvus_server --data-dir DIR --host 127.0.0.1 --port 19530
 
-Its OpenMP pool is sized by ``MILVUS_OMP_THREADS`` (default: a quarter of the cores, at
-least one). One search spread over every core gains nothing when the web tier, the
-embedder and other searches want those cores too: on 2 cores one thread took hybrid search
-at 100k chunks from 33.7 to 28.5 ms p95 (bench/RESULTS.md).
-
 The process execs the binary (signals reach Milvus itself) while holding a lock on the
 data folder, so a second server on the same folder stops with a clear message instead of
 corrupting it. The milvus_lite package is located, not imported: its ``__init__`` needs
@@ -57,11 +52,6 @@ def command(data_dir: Path | str, host: str, port: int) -> list[str]:
     ]
 
 
-def omp_threads() -> int:
-    """OpenMP threads per search: a quarter of the cores (1 on the 2-core machines)."""
-    return max(1, (os.cpu_count() or 1) // 4)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, type=Path)
@@ -81,7 +71,6 @@ def main(argv: list[str] | None = None) -> None:
 
     exe = binary()
     env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = os.environ.get("MILVUS_OMP_THREADS") or str(omp_threads())
     env["LD_LIBRARY_PATH"] = os.pathsep.join(
         p for p in (str(exe.parent), os.environ.get("LD_LIBRARY_PATH", "")) if p
     )

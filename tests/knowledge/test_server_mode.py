@@ -97,32 +97,3 @@ def test_embedded_db_is_single_process(tmp_path: Path, embedder: Embedder) -> No
             KnowledgeStore(uri, "kb", embedder).count()
     finally:
         holder.communicate(input="", timeout=30)
-
-
-@pytest.mark.parametrize("asked", [None, "3"])
-def test_embedded_server_sizes_its_openmp_pool(tmp_path: Path, asked: str | None) -> None:
-    # One search spread over both cores of a small machine slows every other request
-    # (bench/RESULTS.md): the server gets a quarter of the cores unless told otherwise.
-    import os
-
-    from app.knowledge import milvus_server
-    from tests.knowledge.conftest import free_port, wait_for_port
-
-    env = {k: v for k, v in os.environ.items() if k != "MILVUS_OMP_THREADS"}
-    if asked:
-        env["MILVUS_OMP_THREADS"] = asked
-    port = free_port()
-    proc = subprocess.Popen(
-        milvus_server.command(tmp_path / "m", "127.0.0.1", port),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, 60)
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-        expected = asked or str(max(1, (os.cpu_count() or 1) // 4))
-        assert f"OMP_NUM_THREADS={expected}".encode() in environ
-    finally:
-        proc.terminate()
-        proc.wait(15)

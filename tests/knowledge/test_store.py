@@ -159,24 +159,6 @@ def test_a_new_empty_knowledge_base_finds_nothing_without_error(store: Knowledge
         assert store.search("发票怎么开？", 3, mode=mode) == []
 
 
-def test_hybrid_search_threads_survive_a_fork() -> None:
-    # Celery's prefork workers fork after the app is loaded: a thread pool made before the
-    # fork has no threads in the child, and a hybrid search there would wait forever.
-    import os
-
-    from app.knowledge.store import _search_pool
-
-    assert _search_pool().submit(lambda: 1).result(timeout=10) == 1
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through its exit code
-        try:
-            os._exit(0 if _search_pool().submit(lambda: 2).result(timeout=10) == 2 else 1)
-        except BaseException:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-
-
 def test_hybrid_fusion_scores_as_milvus_rrf_and_keeps_the_cosine() -> None:
     from app.knowledge.store import _rrf
 
