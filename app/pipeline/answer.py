@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any, Literal, Protocol
 
 from app.llm.engine import Completion, GenerationParams
@@ -169,8 +170,11 @@ class AnswerPipeline:
         hits = list(self.retriever.search(q, top_k=self.top_k)) if q else []
         faq = faq_match(q, hits, self.faq_threshold)
         if faq is None and turns:
-            # A follow-up ("那空气炸锅呢？") is searched together with the previous question.
-            hits = list(self.retriever.search(f"{turns[-1].question} {q}", top_k=self.top_k))
+            # A follow-up ("那空气炸锅呢？") is understood with the previous question; a new
+            # question ("你们支持货到付款吗？" after one on return shipping) needs its own
+            # passages, or the model answers the previous one again. Both, alternating.
+            context = self.retriever.search(f"{turns[-1].question} {q}", top_k=self.top_k)
+            hits = _alternate(hits, list(context), self.top_k)
         retrieval_ms = (time.perf_counter() - t0) * 1000
         if faq is not None or not hits:
             answer = (
@@ -405,6 +409,21 @@ class AnswerGate:
                 out.append(cleaned)
         self._held = []
         return out
+
+
+def _alternate(first: list[Any], second: list[Any], limit: int) -> list[Any]:
+    """``first[0], second[0], first[1], …`` without repeats, at most ``limit``."""
+    out: list[Any] = []
+    seen: set[Any] = set()
+    for pair in zip_longest(first, second):
+        for hit in pair:
+            if hit is None:
+                continue
+            key = getattr(hit, "chunk_id", None) or getattr(hit, "text", None) or id(hit)
+            if key not in seen and len(out) < limit:
+                seen.add(key)
+                out.append(hit)
+    return out
 
 
 def _normalise(text: str) -> str:

@@ -148,6 +148,22 @@ def test_a_follow_up_question_is_understood_from_memory(
     assert pipeline.memory.recent("test:memory-2") == []  # another customer: no memory
 
 
+def test_a_new_question_after_another_gets_its_own_passages(
+    pipeline: AnswerPipeline, db_engine
+) -> None:  # noqa: ANN001
+    # Seen in the quick start: asked about return shipping, then about cash on delivery,
+    # the customer got the return-shipping answer again, because the second question was
+    # searched only together with the first.
+    from app.pipeline.memory import SqlMemory
+
+    pipeline.memory = SqlMemory(db_engine, turns=3, ttl_s=600)
+    first = pipeline.answer("七天无理由退货的运费谁出？", customer="test:memory-3")
+    second = pipeline.answer("你们支持货到付款吗？", customer="test:memory-3")
+    assert any("支付方式" in p for p in second.passages), second.passages
+    assert second.text != first.text, second.text
+    assert "顾客承担" not in second.text
+
+
 def test_plain_chat_uses_the_model_alone(pipeline: AnswerPipeline) -> None:
     """The OpenAI-compatible endpoint's model without retrieval: no refusal check, but the
     same masking and reasoning split."""
