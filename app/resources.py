@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from app.ocr import OcrEngine
     from app.pipeline.answer import AnswerPipeline
     from app.safety.ratelimit import WindowCounter
+    from app.services.answering import Answerer
 
 _lock = threading.Lock()
 
@@ -136,6 +137,33 @@ def answer_pipeline(settings: Settings, *, with_memory: bool = True) -> AnswerPi
         refusal_text=settings.answer_refusal_text or REFUSAL_TEXT,
         n_ctx=settings.llm_n_ctx,
     )
+
+
+def customer_answerer(settings: Settings) -> Answerer:
+    """What answers WeChat and WeCom questions (ANSWER_BACKEND): the answer pipeline, or
+    a Dify app through its chat-messages API."""
+    if settings.answer_backend == "pipeline":
+        return answer_pipeline(settings)
+
+    def make() -> Answerer:
+        from app.extensions import db
+        from app.pipeline.answer import REFUSAL_TEXT
+        from app.pipeline.sensitive import load_filter
+        from app.services.dify_app import DifyAppAnswerer, DifyAppClient, DifyConversations
+
+        return DifyAppAnswerer(
+            DifyAppClient(
+                settings.dify_app_api_url,
+                settings.dify_app_api_key,
+                timeout_s=settings.dify_app_timeout_s,
+            ),
+            DifyConversations(db.engine, ttl_s=settings.memory_ttl_s),
+            inputs=settings.dify_app_inputs,
+            sensitive=load_filter(settings.sensitive_words_file),
+            fallback_text=settings.answer_refusal_text or REFUSAL_TEXT,
+        )
+
+    return _once("dify-app", make)
 
 
 def ocr_engine(settings: Settings) -> OcrEngine:

@@ -147,6 +147,31 @@ class Settings(BaseSettings):
 
     # --- answering -----------------------------------------------------------------
     stale_message_after_s: int = Field(120, ge=10)
+    #: Who answers WeChat and WeCom questions: "pipeline" (this service's answer pipeline)
+    #: or "dify" (a Dify chat or chatflow app, for teams who build the conversation there).
+    answer_backend: Literal["pipeline", "dify"] = "pipeline"
+    #: ANSWER_BACKEND=dify: the app's service API base (Dify: app -> API Access), e.g.
+    #: http://dify.internal/v1, and its API key (app-...).
+    dify_app_api_url: str = ""
+    dify_app_api_key: str = ""
+    #: JSON object: values of the app's input variables, sent with every question.
+    dify_app_inputs: dict[str, str] = Field(default_factory=dict)
+    #: Seconds to wait for the app's answer before the question is tried again later.
+    dify_app_timeout_s: float = Field(60.0, ge=2, le=600)
+
+    @model_validator(mode="after")
+    def _dify_backend_complete(self) -> Settings:
+        if self.answer_backend != "dify":
+            return self
+        parts = urlsplit(self.dify_app_api_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                "ANSWER_BACKEND=dify needs DIFY_APP_API_URL, the app's API base as Dify shows "
+                "it under API Access (e.g. http://dify.internal/v1)"
+            )
+        if not self.dify_app_api_key:
+            raise ValueError("ANSWER_BACKEND=dify needs DIFY_APP_API_KEY (the app's app-... key)")
+        return self
 
     # --- WeChat delivery: reply modes, images, bounded retries (issue 3) -----------
     #: async: empty acknowledgement, then the customer-service API (verified accounts);
@@ -321,6 +346,11 @@ class Settings(BaseSettings):
     @property
     def wecom_configured(self) -> bool:
         return bool(self.wecom_token)
+
+    @property
+    def instant_faq(self) -> bool:
+        """FAQ hits answered in the web process; not when a Dify app owns the conversation."""
+        return self.wechat_instant_faq and self.answer_backend == "pipeline"
 
     @property
     def handoff_words(self) -> list[str]:

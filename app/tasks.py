@@ -28,7 +28,7 @@ def answer_message(self, message_id: int) -> str:  # noqa: ANN001
         return answering.answer_message(
             message_id,
             settings,
-            resources.answer_pipeline(settings),
+            resources.customer_answerer(settings),
             api_for(inbound.channel_of(message_id), settings),
             ocr=lambda: resources.ocr_engine(settings),
         )

@@ -25,7 +25,15 @@ T = TypeVar("T")
 # worker left running on a shared database takes tasks meant for another stack (another
 # PostgreSQL database, another collection, no WeChat settings) and those tasks are lost.
 REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13").rsplit("/", 1)[0]
-BROKER_DBS = {"e2e": 13, "failures": 12, "delivery": 11, "dify": 10, "knowledge": 9, "wecom": 8}
+BROKER_DBS = {
+    "e2e": 13,
+    "failures": 12,
+    "delivery": 11,
+    "dify": 10,
+    "knowledge": 9,
+    "wecom": 8,
+    "difyapp": 7,
+}
 
 
 def broker_url(stack: str) -> str:

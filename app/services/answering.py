@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import or_, select, update
 
@@ -20,7 +21,7 @@ from app.channels.wechat.split import split_message
 from app.extensions import db
 from app.metrics import ANSWER_SECONDS, ANSWERS
 from app.ocr import OcrEngine
-from app.pipeline.answer import AnswerPipeline
+from app.pipeline.answer import Answer
 from app.pipeline.privacy import mask_pii
 from app.services import images
 from app.services.typing import typing_indicator
@@ -28,6 +29,12 @@ from app.settings import Settings
 from app.store import InboundMessage, OutboundReply
 
 log = logging.getLogger(__name__)
+
+
+class Answerer(Protocol):
+    """What answers a customer (ANSWER_BACKEND): the answer pipeline, or a Dify app."""
+
+    def answer(self, question: str, *, customer: str | None = None) -> Answer: ...
 
 
 def claim(message_id: int, lease_s: int) -> bool:
@@ -51,7 +58,7 @@ def claim(message_id: int, lease_s: int) -> bool:
 def answer_message(
     message_id: int,
     settings: Settings,
-    pipeline: AnswerPipeline,
+    pipeline: Answerer,
     api: OfficialAccountAPI,
     ocr: Callable[[], OcrEngine] | None = None,
 ) -> str:
@@ -108,7 +115,7 @@ def answer_message(
 def _compose_answer(
     msg: InboundMessage,
     settings: Settings,
-    pipeline: AnswerPipeline,
+    pipeline: Answerer,
     api: OfficialAccountAPI,
     ocr: Callable[[], OcrEngine] | None,
 ) -> tuple[str, str]:

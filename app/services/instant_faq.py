@@ -100,7 +100,7 @@ def _norm(text: str) -> str:
 def start(settings: Settings) -> None:
     """Keeps this process's FAQ table fresh in the background (web processes call this)."""
     global _thread
-    if not settings.wechat_instant_faq:
+    if not settings.instant_faq:
         return
     with _started:
         if _thread is None:
@@ -155,7 +155,7 @@ def refresh(settings: Settings) -> int:
 def lookup(question: str, settings: Settings) -> InstantAnswer | None:
     """The FAQ's stored answer when ``question`` is an FAQ hit, else None. In memory only."""
     q = _norm(question)
-    if not (settings.wechat_instant_faq and q and _table.size):
+    if not (settings.instant_faq and q and _table.size):
         return None
     faq: Any = _table.exact.get(q)  # the same text scores 1.0: faq_match could only tie
     if faq is None:

@@ -273,3 +273,14 @@ class ConversationTurn(db.Model):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )
+
+
+class DifyConversation(db.Model):
+    """The Dify conversation a customer is in when a Dify app answers (ANSWER_BACKEND=dify),
+    so the app's own memory sees their follow-up questions."""
+
+    __tablename__ = "dify_conversations"
+
+    customer: Mapped[str] = mapped_column(String(160), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,115 @@
+"""ANSWER_BACKEND=dify on the production path: signed WeChat callbacks into gunicorn, a
+Celery worker on Redis, PostgreSQL; a Dify chat app (the fake of tests/dify/fake_app_api.py)
+answers instead of the built-in pipeline; WeChat played by the simulator."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from app.simulator.api import create_simulator_app
+from app.simulator.callback_client import CallbackClient
+from app.simulator.server import serve_in_thread
+from app.simulator.state import WeChatAPISimulator
+from tests.conftest import temp_pg_database
+from tests.dify.fake_app_api import FakeDifyApp, create_fake_dify_app
+from tests.support import WECHAT, Processes, base_env, broker_url, start_service, wait_until
+
+pytestmark = pytest.mark.slow
+
+APP_ID = "wxd1f7a99b0c2e4f61"  # an account of its own (token rows, simulator)
+KEY = "app-e2e-5a1b2c3d"
+FAQ = "付款后多久发货？"  # the built-in pipeline would answer this one in the web process
+
+
+@dataclass
+class DifyBackedService:
+    url: str
+    sim: WeChatAPISimulator
+    dify: FakeDifyApp
+
+    def client(self) -> CallbackClient:
+        return CallbackClient(self.url + "/wechat", WECHAT["token"], APP_ID)
+
+    def sent_to(self, openid: str) -> list[dict]:
+        return [m for m in self.sim.sent if m.get("touser") == openid]
+
+
+@pytest.fixture(scope="module")
+def dify_backed(
+    tmp_path_factory: pytest.TempPathFactory, processes: Processes, milvus_uri: str
+) -> Iterator[DifyBackedService]:
+    sim = WeChatAPISimulator(APP_ID, "dify-backed-secret")
+    sim_handle = serve_in_thread(create_simulator_app(sim))
+    fake = FakeDifyApp(KEY)
+    dify_handle = serve_in_thread(create_fake_dify_app(fake))
+    with temp_pg_database() as database_url:
+        env = base_env(
+            tmp_path_factory.mktemp("dify-backed"),
+            DATABASE_URL=database_url,
+            CELERY_BROKER_URL=broker_url("difyapp"),
+            MILVUS_URI=milvus_uri,
+            MILVUS_COLLECTION="kb_difyapp_e2e",
+            WECHAT_TOKEN=WECHAT["token"],
+            WECHAT_APP_ID=APP_ID,
+            WECHAT_APP_SECRET="dify-backed-secret",
+            WECHAT_API_BASE_URL=sim_handle.url,
+            ANSWER_BACKEND="dify",
+            DIFY_APP_API_URL=dify_handle.url + "/v1",
+            DIFY_APP_API_KEY=KEY,
+            DIFY_APP_INPUTS='{"channel": "wechat"}',
+            DIFY_APP_TIMEOUT_S="10",
+            ANSWER_RETRY_BACKOFF_S="1",
+        )
+        url = start_service(processes, env, "difyapp", web_workers=1)
+        try:
+            yield DifyBackedService(url, sim, fake)
+        finally:
+            processes.stop("difyapp-web")
+            processes.stop("difyapp-worker")
+            sim_handle.stop()
+            dify_handle.stop()
+
+
+def test_questions_are_answered_by_the_dify_app_once_in_one_conversation(
+    dify_backed: DifyBackedService,
+) -> None:
+    client = dify_backed.client()
+    openid = f"o_{uuid.uuid4().hex[:12]}"
+    user = f"wechat:{openid}"
+    xml = client.text(openid, FAQ)
+    for _ in range(3):  # WeChat's three tries of one MsgId
+        started = time.monotonic()
+        resp = client.post(xml)
+        assert resp.status_code == 200 and resp.text == ""  # no instant FAQ reply
+        assert time.monotonic() - started < 4.5
+
+    [sent] = wait_until(lambda: dify_backed.sent_to(openid), 60, "the Dify answer at WeChat")
+    assert sent["content"] == f"第1轮：您问的是“{FAQ}”。"  # reasoning and Markdown gone
+    [asked] = dify_backed.dify.asked(user)
+    assert asked["inputs"] == {"channel": "wechat"} and asked["conversation_id"] == ""
+
+    client.post(client.text(openid, "那能发顺丰吗？"))
+    wait_until(lambda: len(dify_backed.sent_to(openid)) == 2, 60, "the follow-up's answer")
+    sent = dify_backed.sent_to(openid)
+    assert sent[1]["content"].startswith("第2轮")  # the app's conversation continued
+    first, second = dify_backed.dify.asked(user)
+    assert second["conversation_id"] and second["conversation_id"] != first["conversation_id"]
+
+
+def test_dify_down_for_a_while_the_customer_is_answered_once_when_it_is_back(
+    dify_backed: DifyBackedService,
+) -> None:
+    dify_backed.dify.fail_next("internal")
+    dify_backed.dify.fail_next("gateway")
+    client = dify_backed.client()
+    openid = f"o_{uuid.uuid4().hex[:12]}"
+    client.post(client.text(openid, "退货运费谁出？"))
+
+    [sent] = wait_until(lambda: dify_backed.sent_to(openid), 90, "the answer after retries")
+    assert sent["content"].startswith("第1轮")
+    assert len(dify_backed.dify.asked(f"wechat:{openid}")) == 3  # 500, 502, then the answer
