@@ -134,6 +134,7 @@ def answer_pipeline(settings: Settings, *, with_memory: bool = True) -> AnswerPi
         memory=memory,
         sensitive=load_filter(settings.sensitive_words_file),
         min_support=settings.answer_min_support,
+        faq_min_similarity=settings.faq_min_similarity,
         refusal_text=settings.answer_refusal_text or REFUSAL_TEXT,
         n_ctx=settings.llm_n_ctx,
     )

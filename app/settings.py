@@ -21,6 +21,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: The offline fallback chat model (see `flask model pull`); production uses DeepSeek-R1.
 DEFAULT_LLM_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+#: ANSWER_MIN_FAQ_SIMILARITY for E5 embedders: 9 % of real paraphrases in a held-out FAQ
+#: set (chatopera) fall below it against their FAQ's question (bench/RESULTS.md).
+E5_FAQ_MIN_SIMILARITY = 0.86
 
 
 class ConfigError(SystemExit):
@@ -250,6 +253,11 @@ class Settings(BaseSettings):
     sensitive_words_file: Path | None = None
     #: Share of an answer sentence's words that must occur in the retrieved passages.
     answer_min_support: float = Field(0.7, ge=0.0, le=1.0)
+    #: An FAQ entry backs an answer only when one of its questions is at least this similar
+    #: (cosine, question against question) to the customer's; 0 turns the check off.
+    #: Unset: 0.86 with an E5 embedder (calibrated, bench/RESULTS.md), off with others,
+    #: whose similarity scale differs.
+    answer_min_faq_similarity: float | None = Field(None, ge=0.0, le=1.0)
     #: Reply when the knowledge does not cover a question (empty: the built-in one).
     answer_refusal_text: str = ""
 
@@ -346,6 +354,15 @@ class Settings(BaseSettings):
     @property
     def wecom_configured(self) -> bool:
         return bool(self.wecom_token)
+
+    @property
+    def faq_min_similarity(self) -> float:
+        """ANSWER_MIN_FAQ_SIMILARITY, or its default for the configured embedder."""
+        if self.answer_min_faq_similarity is not None:
+            return self.answer_min_faq_similarity
+        from app.knowledge.embedding import is_e5
+
+        return E5_FAQ_MIN_SIMILARITY if is_e5(self.embedding_model) else 0.0
 
     @property
     def instant_faq(self) -> bool:

@@ -79,6 +79,7 @@ def service_pipeline(store: object, engine: object, params: object, **overrides:
         "faq_threshold": settings.faq_direct_threshold,
         "n_ctx": settings.llm_n_ctx,
         "min_support": settings.answer_min_support,
+        "faq_min_similarity": settings.faq_min_similarity,
         **overrides,
     }
     return AnswerPipeline(store, engine, params, **options)  # type: ignore[arg-type]

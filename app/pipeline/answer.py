@@ -83,6 +83,9 @@ class Answer:
     draft: str = ""
     #: The passages the model was given, as it saw them.
     passages: list[str] = field(default_factory=list)
+    #: Those of ``passages`` (by index) that are FAQ entries about another question: they
+    #: back no claim of the answer (AnswerPipeline's ``faq_min_similarity``).
+    off_topic: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class AnswerPipeline:
         refusal_text: str = REFUSAL_TEXT,
         n_ctx: int | None = None,
         instructions: str = INSTRUCTIONS,
+        faq_min_similarity: float = 0.0,
     ) -> None:
         self.retriever = retriever
         self.model = model
@@ -126,6 +130,7 @@ class AnswerPipeline:
         self.refusal_text = refusal_text
         self.n_ctx = n_ctx
         self.instructions = instructions
+        self.faq_min_similarity = faq_min_similarity
 
     # --- entry points -------------------------------------------------------------
 
@@ -244,11 +249,38 @@ class AnswerPipeline:
             question, hits, turns, count, budget, instructions=self.instructions
         )
         passages = [format_passage(p) for p in used]
-        gate = AnswerGate(passages, self.min_support, self._clean)
+        off_topic = self.off_topic(question, used, turns)
+        gate = AnswerGate(passages, self.min_support, self._clean, off_topic=off_topic)
         answer = yield from self._run(messages, params, gate, retrieval_ms, passages)
+        answer.off_topic = off_topic
         if not answer.refused:
             answer.sources = [_source(h) for h in used]
         return answer
+
+    def off_topic(
+        self, question: str, hits: Sequence[Any], turns: Sequence[Turn] = ()
+    ) -> tuple[int, ...]:
+        """The FAQ entries among ``hits`` none of whose questions is near the customer's.
+
+        Small models copy a passage beside the question: asked how long chicken wings take
+        in the air fryer, the 1.5B answered with the air fryer's warranty, every word backed
+        by the warranty entry. That entry's questions ("商品保修多久？") are far from the
+        customer's, closer than any paraphrase of it would be (bench/RESULTS.md). A
+        follow-up is also compared with the previous question joined to it.
+        """
+        measure = getattr(self.retriever, "question_similarity", None)
+        if self.faq_min_similarity <= 0 or measure is None:
+            return ()
+        entries = {i: qs for i, h in enumerate(hits) if (qs := _faq_questions(h))}
+        if not entries:
+            return ()
+        asked = [question] + ([f"{turns[-1].question} {question}"] if turns else [])
+        variants = sorted({q for qs in entries.values() for q in qs})
+        rows = measure(asked, variants)
+        nearest = {v: max(row[j] for row in rows) for j, v in enumerate(variants)}
+        return tuple(
+            i for i, qs in entries.items() if max(nearest[q] for q in qs) < self.faq_min_similarity
+        )
 
     def _run(
         self,
@@ -327,9 +359,17 @@ class AnswerGate:
     """
 
     def __init__(
-        self, passages: list[str], min_support: float, clean: Any, *, check: bool = True
+        self,
+        passages: list[str],
+        min_support: float,
+        clean: Any,
+        *,
+        check: bool = True,
+        off_topic: Sequence[int] = (),
     ) -> None:
         self.passages = passages
+        # FAQ entries about another question back nothing (AnswerPipeline.off_topic).
+        self._backing = [p for i, p in enumerate(passages) if i not in set(off_topic)]
         self.min_support = min_support
         self.clean = clean
         self.check = check  # False: every sentence passes (cleaned), nothing is refused
@@ -383,7 +423,7 @@ class AnswerGate:
             return []
         if not self.check:
             return self._release(sentence)
-        backed = support(sentence, self.passages)
+        backed = support(sentence, self._backing)
         if is_refusal(sentence) or backed.ratio < self.min_support:
             self.unsupported = backed.missing
             if self._accepted:
@@ -444,6 +484,15 @@ def faq_match(question: str, hits: Sequence[Any], threshold: float) -> Any | Non
             if score > best_score:
                 best, best_score = hit, score
     return best if best_score >= threshold else None
+
+
+def _faq_questions(hit: Any) -> list[str]:
+    """An FAQ hit's question and listed paraphrases; empty for other passages."""
+    meta = getattr(hit, "metadata", None) or {}
+    if not (meta.get("question") and meta.get("answer")):
+        return []
+    variants = [meta["question"], *(meta.get("similar_questions") or [])]
+    return [str(v).strip() for v in variants if str(v).strip()]
 
 
 def _source(hit: Any) -> dict[str, Any]:

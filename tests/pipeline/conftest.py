@@ -16,6 +16,7 @@ from app.knowledge.ingest import ingest_directory  # noqa: E402
 from app.knowledge.store import KnowledgeStore  # noqa: E402
 from app.llm.engine import GenerationParams, LlamaEngine  # noqa: E402
 from app.pipeline.answer import AnswerPipeline  # noqa: E402
+from app.settings import E5_FAQ_MIN_SIMILARITY  # noqa: E402
 from tests.support import ROOT, TEST_MODEL, base_env, run_flask  # noqa: E402
 
 #: Greedy decoding: the same answer every run, so assertions on content are stable.
@@ -51,4 +52,7 @@ def db_engine(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture
 def pipeline(kb: KnowledgeStore, engine: LlamaEngine) -> AnswerPipeline:
-    return AnswerPipeline(kb, engine, GREEDY, n_ctx=engine.n_ctx)
+    # As the service configures it with the default (E5) embedder.
+    return AnswerPipeline(
+        kb, engine, GREEDY, n_ctx=engine.n_ctx, faq_min_similarity=E5_FAQ_MIN_SIMILARITY
+    )

@@ -10,6 +10,7 @@ import pytest
 from app.knowledge.store import KnowledgeStore
 from app.llm.engine import LlamaEngine
 from app.pipeline.answer import REFUSAL_TEXT, AnswerPipeline, Delta, Final
+from app.pipeline.memory import Turn
 from app.pipeline.sensitive import SensitiveWordFilter
 from tests.pipeline.conftest import GREEDY
 
@@ -143,6 +144,8 @@ def test_a_follow_up_question_is_understood_from_memory(
     # talks about 保修, which "那空气炸锅呢？" alone does not mention).
     assert any("保修" in p for p in follow.passages)
     assert "保修" in follow.draft + follow.text, follow.draft
+    # The warranty entry stays on topic for the follow-up, read with the earlier question.
+    assert not any("保修" in follow.passages[i] for i in follow.off_topic), follow.off_topic
     remembered = pipeline.memory.recent("test:memory-1")
     assert [t.question for t in remembered] == ["电饭煲坏了保修几年", "那空气炸锅呢？"]
     assert pipeline.memory.recent("test:memory-2") == []  # another customer: no memory
@@ -162,6 +165,29 @@ def test_a_new_question_after_another_gets_its_own_passages(
     assert any("支付方式" in p for p in second.passages), second.passages
     assert second.text != first.text, second.text
     assert "顾客承担" not in second.text
+
+
+def test_faq_entries_about_other_questions_are_told_apart_from_paraphrases(
+    kb: KnowledgeStore, pipeline: AnswerPipeline
+) -> None:
+    """Which FAQ entries may back an answer (the model's copying of an off-topic entry is
+    measured by bench/eval_answers.py with the 1.5B: CE marking answered with 3C)."""
+
+    def genuine(question: str) -> tuple[int, list]:
+        hits = kb.search(question, top_k=4)
+        [i] = [i for i, h in enumerate(hits) if h.metadata.get("question") == "商品是正品吗？"]
+        return i, hits
+
+    i, hits = genuine("吸尘器出口美国有FCC认证吗？")  # the knowledge says 3C, nothing on FCC
+    assert i in pipeline.off_topic("吸尘器出口美国有FCC认证吗？", hits)
+    i, hits = genuine("你们卖的东西保真吗，会不会是假货")  # what the entry answers
+    assert i not in pipeline.off_topic("你们卖的东西保真吗，会不会是假货", hits)
+
+    follow_up = "那空气炸锅呢？"  # after a warranty question, about the warranty
+    hits = kb.search(f"电饭煲坏了保修几年 {follow_up}", top_k=4)
+    [w] = [i for i, h in enumerate(hits) if h.metadata.get("question") == "商品保修多久？"]
+    earlier = [Turn("电饭煲坏了保修几年", "小家电自签收之日起享受一年免费保修。")]
+    assert w not in pipeline.off_topic(follow_up, hits, earlier)
 
 
 def test_plain_chat_uses_the_model_alone(pipeline: AnswerPipeline) -> None:

@@ -33,3 +33,19 @@ def test_an_invented_policy_becomes_the_hand_off() -> None:
     gate.feed("礼品卡的有效期是12个月。")
     gate.finish(complete=True)
     assert gate.refused and gate.text == ""
+
+
+def test_a_passage_about_another_question_backs_no_claim() -> None:
+    # Asked how long sweet potatoes take in the air fryer, a small model copies the
+    # warranty entry: every word is in that passage, but the passage answers another
+    # question (the pipeline marks it off topic by comparing the questions).
+    copied = "小家电自签收之日起享受一年免费保修。"
+    gate = AnswerGate([PAYMENT, WARRANTY], 0.7, lambda s: s, off_topic=[1])
+    gate.feed(copied)
+    gate.finish(complete=True)
+    assert gate.refused and gate.text == ""
+
+    on_topic = AnswerGate([PAYMENT, WARRANTY], 0.7, lambda s: s, off_topic=[0])
+    on_topic.feed(copied)
+    on_topic.finish(complete=True)
+    assert not on_topic.refused and on_topic.text == copied

