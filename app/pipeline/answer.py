@@ -262,11 +262,12 @@ class AnswerPipeline:
     ) -> tuple[int, ...]:
         """The FAQ entries among ``hits`` none of whose questions is near the customer's.
 
-        Small models copy a passage beside the question: asked how long chicken wings take
-        in the air fryer, the 1.5B answered with the air fryer's warranty, every word backed
-        by the warranty entry. That entry's questions ("商品保修多久？") are far from the
-        customer's, closer than any paraphrase of it would be (bench/RESULTS.md). A
-        follow-up is also compared with the previous question joined to it.
+        Small models copy a passage beside the question: asked whether the appliances
+        carry CE marking, the 1.5B answered with the 3C sentence of the "商品是正品吗？"
+        entry, every word backed by it. Such an entry's questions are further from the
+        customer's than paraphrases usually are (the threshold and what it costs:
+        bench/RESULTS.md). A follow-up is also compared with the previous question joined
+        to it. Document chunks have no question to compare and are never set aside.
         """
         measure = getattr(self.retriever, "question_similarity", None)
         if self.faq_min_similarity <= 0 or measure is None:
