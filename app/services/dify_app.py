@@ -54,7 +54,8 @@ class DifyAppClient:
     """``POST {api_url}/chat-messages`` in blocking mode; one ``requests.Session``."""
 
     def __init__(self, api_url: str, api_key: str, *, timeout_s: float) -> None:
-        self.url = api_url.rstrip("/") + "/chat-messages"
+        self.base = api_url.rstrip("/")
+        self.url = self.base + "/chat-messages"
         self.timeout = (min(5.0, timeout_s), timeout_s)
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {api_key}"
@@ -81,15 +82,38 @@ class DifyAppClient:
             if not isinstance(data, dict) or not isinstance(data.get("answer"), str):
                 raise DifyAppRejected(200, "no_answer", "the app's reply has no answer text")
             return data
+        raise _error(resp)
+
+    def app_info(self, timeout_s: float = 2.0) -> dict[str, Any]:
+        """The app's name and mode (``GET /info``; ``GET /parameters`` on Dify versions
+        before /info, which say nothing of the mode). Raises as ``chat`` does."""
+        for path in ("/info", "/parameters"):
+            try:
+                resp = self.session.get(self.base + path, timeout=timeout_s)
+            except requests.RequestException as exc:
+                raise DifyAppUnavailable(f"Dify not reachable: {exc}") from exc
+            if not (resp.status_code == 404 and path == "/info"):
+                break
+        if resp.status_code != 200:
+            raise _error(resp)
         try:
-            err = resp.json()
-        except ValueError:
-            err = {}
-        code = str(err.get("code") or "") if isinstance(err, dict) else ""
-        message = str(err.get("message") or resp.reason) if isinstance(err, dict) else resp.reason
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise DifyAppUnavailable(f"Dify answered {resp.status_code} {code}: {message}")
-        raise DifyAppRejected(resp.status_code, code, message)
+            data = resp.json()
+        except ValueError as exc:
+            raise DifyAppUnavailable(f"Dify answered {path} without JSON") from exc
+        return data if isinstance(data, dict) and path == "/info" else {}
+
+
+def _error(resp: requests.Response) -> DifyAppUnavailable | DifyAppRejected:
+    """Dify's ``{code, message, status}`` error (or a proxy's page) as one of ours."""
+    try:
+        err = resp.json()
+    except ValueError:
+        err = {}
+    code = str(err.get("code") or "") if isinstance(err, dict) else ""
+    message = str(err.get("message") or resp.reason) if isinstance(err, dict) else resp.reason
+    if resp.status_code == 429 or resp.status_code >= 500:
+        return DifyAppUnavailable(f"Dify answered {resp.status_code} {code}: {message}")
+    return DifyAppRejected(resp.status_code, code, message)
 
 
 class DifyConversations:

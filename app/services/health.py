@@ -57,10 +57,34 @@ def check_model(settings: Settings) -> str:
     return settings.llm_model_path.name
 
 
+#: Dify app modes that cannot answer ``POST /chat-messages`` in blocking mode, and why.
+_UNFIT_DIFY_MODES = {
+    "workflow": "a workflow app has no chat-messages API: wrap it in a chatflow",
+    "completion": "a text-generation app has no chat-messages API: use a chatbot or chatflow",
+    "agent-chat": "Dify's agent apps do not answer in blocking mode: use a chatflow",
+}
+
+
+def check_dify_app(settings: Settings) -> str:
+    """ANSWER_BACKEND=dify: the app answers this key, and is a kind that can chat."""
+    from app.services.dify_app import DifyAppClient
+
+    client = DifyAppClient(settings.dify_app_api_url, settings.dify_app_api_key, timeout_s=2)
+    info = client.app_info()
+    mode = str(info.get("mode") or "")
+    if mode in _UNFIT_DIFY_MODES:
+        raise RuntimeError(f"app {info.get('name', '')!r} is {mode}: {_UNFIT_DIFY_MODES[mode]}")
+    return f"{info.get('name') or 'app'} ({mode or 'mode unknown'})"
+
+
 def check_all(settings: Settings) -> dict[str, dict[str, Any]]:
-    return {
+    checks = {
         "database": _timed(check_database),
         "broker": _timed(lambda: check_broker(settings)),
         "milvus": _timed(lambda: check_milvus(settings)),
+        # The tool API and /v1 answer with the model in either backend.
         "model": _timed(lambda: check_model(settings)),
     }
+    if settings.answer_backend == "dify":
+        checks["dify_app"] = _timed(lambda: check_dify_app(settings))
+    return checks

@@ -1,4 +1,5 @@
-"""Dify's service API for a chat app (POST /v1/chat-messages), played for the tests.
+"""Dify's service API for a chat app (POST /v1/chat-messages, GET /v1/info and
+/v1/parameters), played for the tests.
 
 Outside the building, so simulated, but as Dify answers: Bearer app keys, the required
 fields its request parser enforces, conversations that belong to one end user, and
@@ -41,6 +42,11 @@ ERRORS: dict[str, tuple[int, str, str]] = {
 @dataclass
 class FakeDifyApp:
     api_key: str
+    name: str = "云朵小铺客服"
+    #: Dify's app modes: chat, advanced-chat (a chatflow), agent-chat, completion, workflow.
+    mode: str = "advanced-chat"
+    #: False: a Dify older than GET /info (0.6), where only /parameters tells it is there.
+    has_info: bool = True
     #: The app's answer to ``query`` in conversation turn ``turn`` (1-based).
     answer: Any = None
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -77,8 +83,7 @@ def _error(status: int, code: str, message: str) -> Response:
 def create_fake_dify_app(fake: FakeDifyApp) -> Flask:
     app = Flask("fake-dify")
 
-    @app.post("/v1/chat-messages")
-    def chat_messages() -> Response:
+    def unauthorized() -> Response | None:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
             return _error(
@@ -88,6 +93,34 @@ def create_fake_dify_app(fake: FakeDifyApp) -> Flask:
             )
         if auth.removeprefix("Bearer ") != fake.api_key:
             return _error(401, "unauthorized", "Access token is invalid")
+        return None
+
+    @app.get("/v1/info")
+    def info() -> Response:
+        if not fake.has_info:
+            return _error(404, "not_found", "The requested URL was not found on the server.")
+        refused = unauthorized()
+        return refused or jsonify(
+            {
+                "name": fake.name,
+                "description": "",
+                "tags": [],
+                "mode": fake.mode,
+                "author_name": "editor",
+            }
+        )
+
+    @app.get("/v1/parameters")
+    def parameters() -> Response:
+        refused = unauthorized()
+        return refused or jsonify(
+            {"opening_statement": "", "user_input_form": [], "file_upload": {}}
+        )
+
+    @app.post("/v1/chat-messages")
+    def chat_messages() -> Response:
+        if refused := unauthorized():
+            return refused
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             return _error(

@@ -215,3 +215,42 @@ def test_the_dify_backend_refuses_to_start_without_its_url_or_key() -> None:
         answer_backend="dify", dify_app_api_url="http://dify.internal/v1", dify_app_api_key=KEY
     )
     assert not ok.instant_faq  # the Dify app answers FAQ questions too
+
+
+def test_healthz_names_the_dify_app_and_says_why_it_cannot_answer(
+    dify: tuple[FakeDifyApp, str], tmp_path
+) -> None:
+    from app import create_app
+    from app.extensions import db
+    from app.services.dify_app import DifyAppRejected
+    from app.services.health import check_dify_app
+    from app.settings import load_settings
+    from tests.support import free_port
+
+    fake, url = dify
+
+    def settings(api_url: str = url, key: str = KEY) -> Settings:
+        return load_settings(
+            data_dir=tmp_path, answer_backend="dify", dify_app_api_url=api_url, dify_app_api_key=key
+        )
+
+    app = create_app(settings())
+    with app.app_context():
+        db.create_all()
+    check = app.test_client().get("/healthz").get_json()["checks"]["dify_app"]
+    assert check["ok"] and check["detail"] == "云朵小铺客服 (advanced-chat)"
+
+    with pytest.raises(DifyAppRejected, match="401 unauthorized: Access token is invalid"):
+        check_dify_app(settings(key="app-wrong"))
+    fake.mode = "workflow"  # an editor pointed the key at a workflow app
+    with pytest.raises(RuntimeError, match="workflow app has no chat-messages API"):
+        check_dify_app(settings())
+    fake.mode = "agent-chat"
+    with pytest.raises(RuntimeError, match="blocking mode"):
+        check_dify_app(settings())
+    fake.mode, fake.has_info = "chat", False  # a Dify before GET /info: reachable is all
+    assert check_dify_app(settings()) == "app (mode unknown)"
+    with pytest.raises(DifyAppRejected, match="401"):
+        check_dify_app(settings(key="app-wrong"))
+    with pytest.raises(DifyAppUnavailable, match="not reachable"):
+        check_dify_app(settings(api_url=f"http://127.0.0.1:{free_port()}/v1"))
