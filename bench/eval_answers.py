@@ -7,6 +7,8 @@ real GGUF model on llama.cpp, the production sampling settings (temperature 0.6,
 0.95, a fixed seed). Reports:
 
 - grounded-answer rate: in-knowledge answers that state a right fact and are not refusals;
+- in-knowledge answers that state no right fact (a bare "支持。", a wrong policy, the
+  passage beside the question): what reaches the customer when the answer is not grounded;
 - refusal rate out of knowledge (target >= 95 %), and false refusals in knowledge;
 - ``<think>`` leaks in the final answers (target 0).
 
@@ -100,21 +102,23 @@ def report(rows: list[Row]) -> str:
         *(f"support >= {t}" for t in THRESHOLDS),
     ]
     lines = [
-        f"| defence | grounded (in, n={len(ins)}) | false refusals (in) | "
-        f"refusals (out, n={len(outs)}) |",
-        "| --- | ---: | ---: | ---: |",
+        f"| defence | grounded (in, n={len(ins)}) | answered, no right fact (in) | "
+        f"false refusals (in) | refusals (out, n={len(outs)}) |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for mode in modes:
-        grounded = false_ref = refused_out = 0
+        grounded = factless = false_ref = refused_out = 0
         for r in ins:
             refused, text = decide(r, mode)
             grounded += (not refused) and has_fact(text, r.facts)
+            factless += (not refused) and not has_fact(text, r.facts)
             false_ref += refused
         for r in outs:
             refused_out += decide(r, mode)[0]
         lines.append(
             f"| {mode} | {grounded}/{len(ins)} ({100 * grounded / len(ins):.0f} %) | "
-            f"{false_ref} | {refused_out}/{len(outs)} ({100 * refused_out / len(outs):.0f} %) |"
+            f"{factless} | {false_ref} | "
+            f"{refused_out}/{len(outs)} ({100 * refused_out / len(outs):.0f} %) |"
         )
     faq = sum(r.from_faq for r in rows)
     leaks = sum(bool(_TAG.search(r.text)) for r in rows)

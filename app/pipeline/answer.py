@@ -355,8 +355,11 @@ class AnswerGate:
     The first claim decides whether there is an answer at all: the model's own refusal, or a
     sentence whose words the passages do not back, makes the whole answer the hand-off
     reply. A later such sentence ends the answer there (what was said stands). A sentence
-    that claims nothing checkable ("可以的。", "您好！") is held back until a backed
-    sentence follows it: alone it would be an unbacked yes.
+    that claims nothing checkable ("可以的。", "您好！") or only one word ("支持。",
+    "云朵小铺承担。") is held back until a sentence with a checkable claim follows it:
+    alone it would be an unbacked yes. (Asked whether an opened bath towel can be
+    returned, the 1.5B answered "支持。": the FAQ entry opens with that word, and the
+    exception for towels comes later in it.)
     """
 
     def __init__(
@@ -432,7 +435,7 @@ class AnswerGate:
             else:
                 self.refused = True
             return []
-        if not backed.terms:
+        if not backed.terms or backed.thin:
             self._held.append(sentence)
             return []
         return self._release(sentence)

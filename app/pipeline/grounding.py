@@ -75,6 +75,9 @@ class Support:
     ratio: float  # share of the answer's content terms found in the passages (1.0 if none)
     missing: tuple[str, ...]
     terms: int = 0  # how many content terms were checked
+    #: One word and no number ("支持。", "云朵小铺承担。"): the word occurs in the passages
+    #: whatever the answer to this customer is, so finding it proves nothing.
+    thin: bool = False
 
 
 def support(answer: str, passages: Iterable[str]) -> Support:
@@ -96,4 +99,5 @@ def support(answer: str, passages: Iterable[str]) -> Support:
             best = missing
     if best is None:
         best = tuple(terms)
-    return Support(1.0 - len(best) / len(terms), best, len(terms))
+    thin = len(terms) == 1 and not _NUMBER.search(answer)
+    return Support(1.0 - len(best) / len(terms), best, len(terms), thin)

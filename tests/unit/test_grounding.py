@@ -49,3 +49,29 @@ def test_a_passage_about_another_question_backs_no_claim() -> None:
     on_topic.feed(copied)
     on_topic.finish(complete=True)
     assert not on_topic.refused and on_topic.text == copied
+
+
+RETURNS = (
+    "问：支持七天无理由退货吗？\n答：支持。自签收之日起7天内，商品未使用且包装齐全，即可申请"
+    "七天无理由退货。贴身纺织品（如毛巾、浴巾）已拆封的不适用七天无理由退货。"
+)
+
+
+def test_a_bare_yes_is_not_an_answer_but_a_yes_with_its_conditions_is() -> None:
+    # Asked whether an opened bath towel can be returned, the 1.5B answered "支持。": the
+    # word is in the entry, but the entry's answer for towels is no.
+    for bare in ("支持。", "云朵小铺承担。"):
+        gate = AnswerGate([RETURNS], 0.7, lambda s: s)
+        gate.feed(bare)
+        gate.finish(complete=True)
+        assert gate.refused and gate.text == ""
+
+    gate = AnswerGate([RETURNS], 0.7, lambda s: s)
+    gate.feed("支持。自签收之日起7天内，商品未使用且包装齐全，即可申请七天无理由退货。")
+    gate.finish(complete=True)
+    assert not gate.refused and gate.text.startswith("支持。自签收之日起7天内")
+
+    number = AnswerGate([RETURNS], 0.7, lambda s: s)  # one number is a checkable claim
+    number.feed("7天内。")
+    number.finish(complete=True)
+    assert not number.refused
