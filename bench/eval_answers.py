@@ -78,7 +78,7 @@ def has_fact(text: str, facts: Sequence[str]) -> bool:
 def decide(row: Row, mode: str) -> tuple[bool, str]:
     """(refused, text) of a row's answer under one defence, from its draft."""
     from app.pipeline.answer import AnswerGate
-    from app.pipeline.grounding import is_refusal
+    from app.pipeline.grounding import asks_quantity, is_refusal
 
     if row.from_faq:
         return False, row.text
@@ -86,7 +86,13 @@ def decide(row: Row, mode: str) -> tuple[bool, str]:
         return is_refusal(row.draft), row.draft
     threshold = 0.0 if mode == "refusal recognised" else float(mode.split()[2].rstrip(","))
     off_topic = () if mode.endswith("topic check off") else row.off_topic
-    gate = AnswerGate(list(row.passages), threshold, lambda s: s, off_topic=off_topic)
+    gate = AnswerGate(
+        list(row.passages),
+        threshold,
+        lambda s: s,
+        off_topic=off_topic,
+        needs_quantity=asks_quantity(row.question),
+    )
     gate.feed(row.draft)
     gate.finish(complete=True)
     return gate.refused, gate.text

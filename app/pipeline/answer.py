@@ -23,7 +23,7 @@ from itertools import zip_longest
 from typing import Any, Literal, Protocol
 
 from app.llm.engine import Completion, GenerationParams
-from app.pipeline.grounding import is_refusal, support
+from app.pipeline.grounding import asks_quantity, is_refusal, states_quantity, support
 from app.pipeline.memory import Memory, Turn
 from app.pipeline.postprocess import ThinkSplitter, to_plain_text
 from app.pipeline.privacy import mask_pii
@@ -250,7 +250,13 @@ class AnswerPipeline:
         )
         passages = [format_passage(p) for p in used]
         off_topic = self.off_topic(question, used, turns)
-        gate = AnswerGate(passages, self.min_support, self._clean, off_topic=off_topic)
+        gate = AnswerGate(
+            passages,
+            self.min_support,
+            self._clean,
+            off_topic=off_topic,
+            needs_quantity=asks_quantity(question),
+        )
         answer = yield from self._run(messages, params, gate, retrieval_ms, passages)
         answer.off_topic = off_topic
         if not answer.refused:
@@ -360,6 +366,11 @@ class AnswerGate:
     alone it would be an unbacked yes. (Asked whether an opened bath towel can be
     returned, the 1.5B answered "支持。": the FAQ entry opens with that word, and the
     exception for towels comes later in it.)
+
+    A question that asks how many, how much or how long (``needs_quantity``) is answered
+    only by a number (or "免费", "当天"): until a backed sentence states one, the others
+    are held, and an answer without any is the hand-off reply. (Asked how many holes the
+    clothes rack needs, the 1.5B answered that it is installed free, every word backed.)
     """
 
     def __init__(
@@ -370,6 +381,7 @@ class AnswerGate:
         *,
         check: bool = True,
         off_topic: Sequence[int] = (),
+        needs_quantity: str | None = None,
     ) -> None:
         self.passages = passages
         # FAQ entries about another question back nothing (AnswerPipeline.off_topic).
@@ -377,6 +389,9 @@ class AnswerGate:
         self.min_support = min_support
         self.clean = clean
         self.check = check  # False: every sentence passes (cleaned), nothing is refused
+        # The question asks how many, how much or how long (asks_quantity): nothing is
+        # said until a sentence says it.
+        self._awaiting_quantity = needs_quantity
         self._buf = ""
         self._held: list[str] = []
         self._accepted: list[str] = []
@@ -438,6 +453,11 @@ class AnswerGate:
         if not backed.terms or backed.thin:
             self._held.append(sentence)
             return []
+        if self._awaiting_quantity:
+            if not states_quantity(sentence, self._awaiting_quantity):
+                self._held.append(sentence)
+                return []
+            self._awaiting_quantity = None
         return self._release(sentence)
 
     def _release(self, sentence: str) -> list[str]:

@@ -37,6 +37,17 @@ _GENERIC = frozenset(
     相关 具体 进行 提供 帮助 帮您 为您 联系 咨询 回复 人工 服务 小铺 云朵 了解 确认 告诉 其他 目前
     已经 是否 的话 就是 没有 不是 不会 我们的 您可以 的""".split()
 )
+_TIME_UNITS = "天|日|年|月|周|星期|号|点|小时|分钟|分|秒"
+_UNITS = f"{_TIME_UNITS}|个|次|件|张|元|块|斤|公斤|克|瓦|节|孔|人|层|米|岁|倍"
+# How many, how much, how long ("几分钟", "多少瓦", "多久"); not "多少种" or "哪几种",
+# which a list answers.
+_ASKS_QUANTITY = re.compile(rf"多少(?!种|类|样)|多久|多长时间|几(?:{_UNITS})")
+_ASKS_TIME = re.compile(rf"多久|多长时间|几(?:{_TIME_UNITS})")
+_ASKS_PRICE = re.compile(r"钱|费|价|元|块")
+_NUMERAL = re.compile(rf"\d|[一二两三四五六七八九十百千万半]+(?:{_UNITS})")
+# What answers "how much does it cost" or "how long" without a number.
+_NO_COST = re.compile(r"免费|不收费|不另收费|包邮")
+_AT_ONCE = re.compile(r"当天|当日|次日|立即|马上")
 _jieba_lock = threading.Lock()
 _jieba_ready = False
 
@@ -57,6 +68,26 @@ def _cut(text: str) -> list[str]:
 def is_refusal(text: str) -> bool:
     """The model said the knowledge does not cover the question."""
     return bool(_REFUSAL.search(text))
+
+
+def asks_quantity(question: str) -> str | None:
+    """What the customer asks for when they ask how long ("time"), how much it costs
+    ("price") or how many ("count"); None for other questions. An answer states one."""
+    if not _ASKS_QUANTITY.search(question):
+        return None
+    if _ASKS_TIME.search(question):
+        return "time"
+    return "price" if _ASKS_PRICE.search(question) else "count"
+
+
+def states_quantity(text: str, asked: str | None = "count") -> bool:
+    """``text`` answers a question that asks for ``asked``: a number ("一年", "72小时"), or
+    for a price "免费", for a time "当天". "免费安装" answers no count of holes."""
+    if _NUMERAL.search(text):
+        return True
+    if asked == "price":
+        return bool(_NO_COST.search(text))
+    return asked == "time" and bool(_AT_ONCE.search(text))
 
 
 def content_terms(text: str) -> list[str]:

@@ -190,6 +190,17 @@ def test_faq_entries_about_other_questions_are_told_apart_from_paraphrases(
     assert w not in pipeline.off_topic(follow_up, hits, earlier)
 
 
+def test_how_long_is_answered_when_the_knowledge_says_how_long(
+    pipeline: AnswerPipeline,
+) -> None:
+    """A question that asks for a quantity is answered only with one; the knowledge's own
+    answers still get through (one without a quantity: tests/unit/test_grounding.py)."""
+    for question, fact in [("安装师傅多久能上门？", "72小时"), ("小家电保修期是多久？", "一年")]:
+        answer = pipeline.answer(question)
+        assert not answer.refused, answer.draft
+        assert fact in answer.text
+
+
 def test_plain_chat_uses_the_model_alone(pipeline: AnswerPipeline) -> None:
     """The OpenAI-compatible endpoint's model without retrieval: no refusal check, but the
     same masking and reasoning split."""

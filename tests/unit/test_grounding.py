@@ -75,3 +75,48 @@ def test_a_bare_yes_is_not_an_answer_but_a_yes_with_its_conditions_is() -> None:
     number.feed("7天内。")
     number.finish(complete=True)
     assert not number.refused
+
+
+INSTALL = (
+    "问：提供安装服务吗？\n答：商品页标有「免费安装」的商品（如电动晾衣架、吸顶灯）支持免费上门"
+    "安装，下单后客服会在72小时内联系您预约安装时间。"
+)
+
+
+def test_how_many_is_answered_by_a_number_or_not_at_all() -> None:
+    # Asked how many holes the clothes rack needs, the 1.5B said it is installed free.
+    gate = AnswerGate([INSTALL], 0.7, lambda s: s, needs_quantity="count")
+    gate.feed("商品页标有「免费安装」的商品支持免费上门安装。")
+    gate.finish(complete=True)
+    assert gate.refused and gate.text == ""
+
+    # A number, even a sentence later, answers it; nothing is shown before the number.
+    gate = AnswerGate([INSTALL], 0.7, lambda s: s, needs_quantity="count")
+    assert gate.feed("电动晾衣架支持免费上门安装。") == []
+    shown = gate.feed("下单后客服会在72小时内联系您预约安装时间。")
+    gate.finish(complete=True)
+    assert not gate.refused and "".join(shown) == gate.text
+    assert gate.text.startswith("电动晾衣架支持免费上门安装。")
+
+
+def test_questions_that_ask_for_a_quantity_are_told_apart() -> None:
+    from app.pipeline.grounding import asks_quantity, states_quantity
+
+    asking = {
+        "空气炸锅做鸡翅要几分钟？": "time",
+        "退款多久能到账": "time",
+        "客服几点上班": "time",
+        "安装要多少钱？": "price",
+        "电饭煲的功率是多少瓦？": "count",
+        "墙上打几个孔": "count",
+    }
+    for question, kind in asking.items():
+        assert asks_quantity(question) == kind, question
+    for other in ["有几种颜色？", "支持哪几种支付方式", "能开发票吗？", "买五千多块的东西有优惠吗"]:
+        assert asks_quantity(other) is None, other
+
+    for says in ["一年保修", "9:00-21:00", "满99元包邮", "两个"]:
+        assert states_quantity(says, "count"), says
+    assert states_quantity("安装免费", "price") and not states_quantity("安装免费", "count")
+    assert states_quantity("当天发出", "time") and not states_quantity("当天发出", "price")
+    assert not states_quantity("一般一下就好", "count")
