@@ -1,10 +1,10 @@
-"""GET /healthz: 200 only when the service can take messages."""
+"""GET /healthz: 200 only when the service can take messages (services/health.py)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from app.services.health import check_all
+from app.services.health import check_all, overall
 
 bp = Blueprint("health", __name__)
 
@@ -12,5 +12,5 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
     report = check_all(current_app.extensions["settings"])
-    ok = all(c["ok"] for c in report.values())
-    return jsonify(status="ok" if ok else "unavailable", checks=report), 200 if ok else 503
+    status, code = overall(report)
+    return jsonify(status=status, checks=report), code

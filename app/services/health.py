@@ -77,6 +77,19 @@ def check_dify_app(settings: Settings) -> str:
     return f"{info.get('name') or 'app'} ({mode or 'mode unknown'})"
 
 
+#: Services outside the building. While Dify is down, messages are still acknowledged and
+#: stored, and answered once it is back: reported, but no reason for a load balancer to
+#: stop sending WeChat's callbacks here.
+OUTSIDE = frozenset({"dify_app"})
+
+
+def overall(report: dict[str, dict[str, Any]]) -> tuple[str, int]:
+    """("ok" | "degraded" | "unavailable", HTTP status) of a ``check_all`` report."""
+    if not all(c["ok"] for name, c in report.items() if name not in OUTSIDE):
+        return "unavailable", 503
+    return ("ok" if all(c["ok"] for c in report.values()) else "degraded"), 200
+
+
 def check_all(settings: Settings) -> dict[str, dict[str, Any]]:
     checks = {
         "database": _timed(check_database),

@@ -223,7 +223,7 @@ def test_healthz_names_the_dify_app_and_says_why_it_cannot_answer(
     from app import create_app
     from app.extensions import db
     from app.services.dify_app import DifyAppRejected
-    from app.services.health import check_dify_app
+    from app.services.health import check_dify_app, overall
     from app.settings import load_settings
     from tests.support import free_port
 
@@ -239,6 +239,16 @@ def test_healthz_names_the_dify_app_and_says_why_it_cannot_answer(
         db.create_all()
     check = app.test_client().get("/healthz").get_json()["checks"]["dify_app"]
     assert check["ok"] and check["detail"] == "云朵小铺客服 (advanced-chat)"
+
+    # Dify failing is reported, but messages are still taken: no 503 for that alone.
+    fake.api_key = "app-rotated"
+    report = app.test_client().get("/healthz").get_json()["checks"]
+    assert "401 unauthorized" in report["dify_app"]["detail"]
+    fake.api_key = KEY
+    inside_ok = {name: {**c, "ok": True} for name, c in report.items() if name != "dify_app"}
+    assert overall({**inside_ok, "dify_app": report["dify_app"]}) == ("degraded", 200)
+    assert overall({**inside_ok, "dify_app": check}) == ("ok", 200)
+    assert overall({**report, "dify_app": check, "milvus": {"ok": False}}) == ("unavailable", 503)
 
     with pytest.raises(DifyAppRejected, match="401 unauthorized: Access token is invalid"):
         check_dify_app(settings(key="app-wrong"))
