@@ -78,7 +78,7 @@ def has_fact(text: str, facts: Sequence[str]) -> bool:
 def decide(row: Row, mode: str) -> tuple[bool, str]:
     """(refused, text) of a row's answer under one defence, from its draft."""
     from app.pipeline.answer import AnswerGate
-    from app.pipeline.grounding import asks_quantity, is_refusal
+    from app.pipeline.grounding import is_refusal
 
     if row.from_faq:
         return False, row.text
@@ -91,7 +91,7 @@ def decide(row: Row, mode: str) -> tuple[bool, str]:
         threshold,
         lambda s: s,
         off_topic=off_topic,
-        needs_quantity=asks_quantity(row.question),
+        question=row.question,
     )
     gate.feed(row.draft)
     gate.finish(complete=True)

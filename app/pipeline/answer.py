@@ -255,7 +255,7 @@ class AnswerPipeline:
             self.min_support,
             self._clean,
             off_topic=off_topic,
-            needs_quantity=asks_quantity(question),
+            question=question,
         )
         answer = yield from self._run(messages, params, gate, retrieval_ms, passages)
         answer.off_topic = off_topic
@@ -367,7 +367,7 @@ class AnswerGate:
     returned, the 1.5B answered "支持。": the FAQ entry opens with that word, and the
     exception for towels comes later in it.)
 
-    A question that asks how many, how much or how long (``needs_quantity``) is answered
+    A question that asks how many, how much or how long (``question``) is answered
     only by a number (or "免费", "当天"): until a backed sentence states one, the others
     are held, and an answer without any is the hand-off reply. (Asked how many holes the
     clothes rack needs, the 1.5B answered that it is installed free, every word backed.)
@@ -381,7 +381,7 @@ class AnswerGate:
         *,
         check: bool = True,
         off_topic: Sequence[int] = (),
-        needs_quantity: str | None = None,
+        question: str = "",
     ) -> None:
         self.passages = passages
         # FAQ entries about another question back nothing (AnswerPipeline.off_topic).
@@ -391,7 +391,7 @@ class AnswerGate:
         self.check = check  # False: every sentence passes (cleaned), nothing is refused
         # The question asks how many, how much or how long (asks_quantity): nothing is
         # said until a sentence says it.
-        self._awaiting_quantity = needs_quantity
+        self._awaiting_quantity = asks_quantity(question)
         self._buf = ""
         self._held: list[str] = []
         self._accepted: list[str] = []

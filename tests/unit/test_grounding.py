@@ -85,13 +85,13 @@ INSTALL = (
 
 def test_how_many_is_answered_by_a_number_or_not_at_all() -> None:
     # Asked how many holes the clothes rack needs, the 1.5B said it is installed free.
-    gate = AnswerGate([INSTALL], 0.7, lambda s: s, needs_quantity="count")
+    gate = AnswerGate([INSTALL], 0.7, lambda s: s, question="晾衣架安装需要在墙上打几个孔？")
     gate.feed("商品页标有「免费安装」的商品支持免费上门安装。")
     gate.finish(complete=True)
     assert gate.refused and gate.text == ""
 
     # A number, even a sentence later, answers it; nothing is shown before the number.
-    gate = AnswerGate([INSTALL], 0.7, lambda s: s, needs_quantity="count")
+    gate = AnswerGate([INSTALL], 0.7, lambda s: s, question="晾衣架安装需要在墙上打几个孔？")
     assert gate.feed("电动晾衣架支持免费上门安装。") == []
     shown = gate.feed("下单后客服会在72小时内联系您预约安装时间。")
     gate.finish(complete=True)
