@@ -20,6 +20,9 @@ separated the two kinds of question.
 
     .venv/bin/python -m bench.eval_answers --model 0.5b [--limit N] [--milvus-uri URI]
     .venv/bin/python -m bench.eval_answers --rescore answers.jsonl   # saved drafts, no model
+
+bench/data/answer_eval_holdout.jsonl (``--data``) is a second, smaller set written after the
+answer check's last changes, to see how far the check is fitted to the first.
 """
 
 from __future__ import annotations
