@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 
 
 class Answerer(Protocol):
-    """What answers a customer (ANSWER_BACKEND): the answer pipeline, or a Dify app."""
+    """What answers a customer (ANSWER_BACKEND): the answer pipeline, or a Dify app.
+
+    One that keeps the conversation outside this service (the Dify app) also has
+    ``earlier_answer(question, customer=, since=)``: its answer from before a retry."""
 
     def answer(self, question: str, *, customer: str | None = None) -> Answer: ...
 
@@ -137,7 +140,14 @@ def _compose_answer(
         else nullcontext()
     )
     with typing, ANSWER_SECONDS.time():
-        answer = pipeline.answer(question, customer=f"{msg.channel}:{msg.customer}")
+        customer = f"{msg.channel}:{msg.customer}"
+        # A retry asks a Dify app again only if it did not answer the first time.
+        earlier = getattr(pipeline, "earlier_answer", None)
+        answer = None
+        if earlier is not None and msg.attempts > 1:
+            answer = earlier(question, customer=customer, since=msg.created_at)
+        if answer is None:
+            answer = pipeline.answer(question, customer=customer)
     return answer.text, json.dumps(answer.sources, ensure_ascii=False)
 
 

@@ -12,14 +12,17 @@ passive replies and WeCom all stay the same.
   and the ``<details>`` block older Dify versions render it in), Markdown flattened,
   sensitive words and personal numbers masked.
 - Timeouts, 429 and 5xx raise ``DifyAppUnavailable``: the task retries with backoff and
-  the customer is answered once Dify is back. Errors that a retry cannot fix (a wrong key,
-  an app without a model) are logged and the customer gets the hand-off reply.
+  the customer is answered once Dify is back. A retry takes the answer Dify finished after
+  the worker stopped waiting, if there is one (``earlier_answer``). Errors that a retry
+  cannot fix (a wrong key, an app without a model) are logged and the customer gets the
+  hand-off reply.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +38,9 @@ from app.store import DifyConversation
 
 log = logging.getLogger(__name__)
 
+#: How far Dify's clock may be behind ours when telling a retried question's answer from
+#: an earlier one in the same words.
+CLOCK_SLACK_S = 30
 _DETAILS = re.compile(r"<details\b[^>]*>.*?</details>", re.DOTALL | re.IGNORECASE)
 
 
@@ -83,6 +89,41 @@ class DifyAppClient:
                 raise DifyAppRejected(200, "no_answer", "the app's reply has no answer text")
             return data
         raise _error(resp)
+
+    def latest_message(self, user: str, conversation_id: str) -> dict[str, Any] | None:
+        """The newest message of ``user``'s conversation (``GET /messages``, limit 1), or
+        None when Dify no longer has the conversation."""
+        params = {"user": user, "conversation_id": conversation_id, "limit": 1}
+        try:
+            resp = self.session.get(self.base + "/messages", params=params, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise DifyAppUnavailable(f"Dify not reachable: {exc}") from exc
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise _error(resp)
+        try:
+            data = resp.json().get("data") or []
+        except (ValueError, AttributeError) as exc:
+            raise DifyAppUnavailable("Dify answered /messages without its JSON") from exc
+        return data[-1] if data and isinstance(data[-1], dict) else None
+
+    def latest_conversation(self, user: str) -> dict[str, Any] | None:
+        """``user``'s most recently updated conversation (``GET /conversations``)."""
+        params = {"user": user, "limit": 1, "sort_by": "-updated_at"}
+        try:
+            resp = self.session.get(
+                self.base + "/conversations", params=params, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            raise DifyAppUnavailable(f"Dify not reachable: {exc}") from exc
+        if resp.status_code != 200:
+            raise _error(resp)
+        try:
+            data = resp.json().get("data") or []
+        except (ValueError, AttributeError) as exc:
+            raise DifyAppUnavailable("Dify answered /conversations without its JSON") from exc
+        return data[0] if data and isinstance(data[0], dict) else None
 
     def app_info(self, timeout_s: float = 2.0) -> dict[str, Any]:
         """The app's name and mode (``GET /info``; ``GET /parameters`` on Dify versions
@@ -187,19 +228,59 @@ class DifyAppAnswerer:
         usage = (data.get("metadata") or {}).get("usage") or {}
         return Answer(
             text=text,
-            sources=_sources(data),
+            sources=_sources((data.get("metadata") or {}).get("retriever_resources")),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             draft=data["answer"],
         )
 
+    def earlier_answer(self, question: str, *, customer: str, since: datetime) -> Answer | None:
+        """Dify's answer to this question if it already gave one since ``since`` (when the
+        customer asked), for a retry: the worker died after Dify answered, or gave up
+        waiting while Dify finished. Asking again would put the question twice into the
+        customer's Dify conversation. None: ask.
+
+        Dify stores the message when it starts answering; an empty answer younger than
+        two timeouts means it is still writing, so this raises DifyAppUnavailable and the
+        task comes back later."""
+        after = _aware(since).timestamp() - CLOCK_SLACK_S
+        try:
+            conversation = self.conversations.current(customer)
+            if not conversation:
+                # The first question: Dify started a conversation we never heard of.
+                started = self.client.latest_conversation(customer)
+                if not started or float(started.get("created_at") or 0) < after:
+                    return None
+                conversation = str(started["id"])
+                self.conversations.keep(customer, conversation)
+            latest = self.client.latest_message(customer, conversation)
+        except DifyAppRejected:
+            return None  # answer() meets the same refusal and says why
+        if not latest or latest.get("query") != mask_pii(question.strip()):
+            return None
+        created = float(latest.get("created_at") or 0)
+        if created < after:
+            return None  # the same words asked earlier, answered then
+        if latest.get("answer"):
+            text = self._clean(str(latest["answer"]))
+            if not text:
+                return Answer(text=self.fallback_text, refused=True, handoff=True)
+            log.info("Dify had answered this question already; not asking again")
+            sources = _sources(latest.get("retriever_resources"))
+            return Answer(text=text, sources=sources, draft=str(latest["answer"]))
+        writing = time.time() - created < 2 * self.client.timeout[1]
+        if latest.get("status") != "error" and writing:
+            raise DifyAppUnavailable("Dify is still answering this question")
+        return None
+
     def _clean(self, raw: str) -> str:
         return mask_pii(self.sensitive(to_plain_text(strip_think(_DETAILS.sub("", raw)))))
 
 
-def _sources(data: dict[str, Any]) -> list[dict[str, Any]]:
+def _sources(found: Any) -> list[dict[str, Any]]:
     """Dify's retriever resources in the shape the pipeline stores its sources in."""
-    found = (data.get("metadata") or {}).get("retriever_resources") or []
+    if not isinstance(found, list):
+        return []
     return [
         {
             "source": str(r.get("document_name") or r.get("dataset_name") or ""),

@@ -1,5 +1,5 @@
-"""Dify's service API for a chat app (POST /v1/chat-messages, GET /v1/info and
-/v1/parameters), played for the tests.
+"""Dify's service API for a chat app (POST /v1/chat-messages; GET /v1/messages,
+/v1/conversations, /v1/info and /v1/parameters), played for the tests.
 
 Outside the building, so simulated, but as Dify answers: Bearer app keys, the required
 fields its request parser enforces, conversations that belong to one end user, and
@@ -47,6 +47,11 @@ class FakeDifyApp:
     mode: str = "advanced-chat"
     #: False: a Dify older than GET /info (0.6), where only /parameters tells it is there.
     has_info: bool = True
+    #: How long a "slow" answer takes (fail_next("slow")).
+    slow_s: float = 3.0
+    #: Each conversation's messages, oldest first, as GET /messages lists them. Like Dify,
+    #: a message is stored when the app starts answering, its answer when it is done.
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: The app's answer to ``query`` in conversation turn ``turn`` (1-based).
     answer: Any = None
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -57,7 +62,8 @@ class FakeDifyApp:
 
     def fail_next(self, kind: str, times: int = 1) -> None:
         """The next ``times`` valid requests fail: a key of ERRORS, "gateway" (a proxy's
-        HTML 502 while Dify restarts) or "slow" (no answer before the caller gives up)."""
+        HTML 502 while Dify restarts) or "slow" (the answer takes ``slow_s``, longer than
+        the caller waits; Dify still finishes and stores it)."""
         with self._lock:
             self._failures += [kind] * times
 
@@ -117,6 +123,45 @@ def create_fake_dify_app(fake: FakeDifyApp) -> Flask:
             {"opening_statement": "", "user_input_form": [], "file_upload": {}}
         )
 
+    @app.get("/v1/messages")
+    def list_messages() -> Response:
+        if refused := unauthorized():
+            return refused
+        user, conversation = request.args.get("user"), request.args.get("conversation_id")
+        if not user or not conversation:
+            return _error(400, "invalid_param", "user and conversation_id are required")
+        limit = request.args.get("limit", 20, type=int)
+        with fake._lock:
+            if fake.conversations.get(conversation) != user:
+                return _error(404, "not_found", "Conversation Not Exists.")
+            found = [dict(m) for m in fake.messages.get(conversation, [])]
+        return jsonify({"limit": limit, "has_more": len(found) > limit, "data": found[-limit:]})
+
+    @app.get("/v1/conversations")
+    def list_conversations() -> Response:
+        if refused := unauthorized():
+            return refused
+        user = request.args.get("user")
+        if not user:
+            return _error(400, "invalid_param", "user is required")
+        limit = request.args.get("limit", 20, type=int)
+        with fake._lock:
+            mine = [
+                {
+                    "id": cid,
+                    "name": "",
+                    "inputs": {},
+                    "status": "normal",
+                    "introduction": "",
+                    "created_at": fake.messages[cid][0]["created_at"],
+                    "updated_at": fake.messages[cid][-1]["created_at"],
+                }
+                for cid, owner in fake.conversations.items()
+                if owner == user and fake.messages.get(cid)
+            ]
+        mine.sort(key=lambda c: c["updated_at"], reverse=True)  # Dify's default: -updated_at
+        return jsonify({"limit": limit, "has_more": len(mine) > limit, "data": mine[:limit]})
+
     @app.post("/v1/chat-messages")
     def chat_messages() -> Response:
         if refused := unauthorized():
@@ -140,9 +185,7 @@ def create_fake_dify_app(fake: FakeDifyApp) -> Flask:
             return Response(
                 "<html><body><h1>502 Bad Gateway</h1></body></html>", 502, mimetype="text/html"
             )
-        if failure == "slow":
-            time.sleep(3)
-        elif failure is not None:
+        if failure is not None and failure != "slow":
             return _error(*ERRORS[failure])
         user, conversation = body["user"], body.get("conversation_id") or ""
         with fake._lock:
@@ -153,8 +196,26 @@ def create_fake_dify_app(fake: FakeDifyApp) -> Flask:
                 conversation = str(uuid.uuid4())
                 fake.conversations[conversation] = user
             fake.turns[conversation] = turn = fake.turns.get(conversation, 0) + 1
+            message_id = str(uuid.uuid4())
+            stored: dict[str, Any] = {
+                "id": message_id,
+                "conversation_id": conversation,
+                "inputs": body["inputs"],
+                "query": body["query"],
+                "answer": "",
+                "message_files": [],
+                "feedback": None,
+                "retriever_resources": [],
+                "status": "normal",
+                "error": None,
+                "created_at": int(time.time()),
+            }
+            fake.messages.setdefault(conversation, []).append(stored)
+        if failure == "slow":
+            time.sleep(fake.slow_s)
         text = (fake.answer or fake.default_answer)(body["query"], turn)
-        message_id = str(uuid.uuid4())
+        with fake._lock:
+            stored["answer"] = text
         return jsonify(
             {
                 "event": "message",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from app.simulator.server import serve_in_thread
 from app.store import DifyConversation
 from tests.conftest import temp_pg_database
 from tests.dify.fake_app_api import FakeDifyApp, create_fake_dify_app
+from tests.support import wait_until
 
 KEY = "app-7f3c1e0d9b8a"
 
@@ -161,6 +163,40 @@ def test_dify_slower_than_the_timeout_or_not_listening_is_retried_later(
         _answerer(engine, url, timeout_s=2).answer("在吗", customer=_customer())
     with pytest.raises(DifyAppUnavailable, match="not reachable"):
         _answerer(engine, "http://127.0.0.1:9/v1").answer("在吗", customer=_customer())
+
+
+def test_a_retry_takes_the_answer_dify_gave_after_the_worker_stopped_waiting(
+    engine: sa.Engine, dify: tuple[FakeDifyApp, str]
+) -> None:
+    """Dify finishes an answer the worker gave up on (or died waiting for): the retry takes
+    it, so the question is not put into the customer's conversation twice."""
+    fake, url = dify
+    fake.slow_s = 4
+    answerer = _answerer(engine, url, timeout_s=2)
+    for first_question in (True, False):  # Dify's conversation unknown here, then known
+        customer = _customer()
+        if not first_question:
+            answerer.answer("在吗", customer=customer)
+        asked_at = datetime.now(UTC)
+        fake.fail_next("slow")
+        with pytest.raises(DifyAppUnavailable):
+            answerer.answer("退货运费谁出？", customer=customer)
+        # Dify is still writing: the retry waits for it rather than asking again.
+        with pytest.raises(DifyAppUnavailable, match="still answering"):
+            answerer.earlier_answer("退货运费谁出？", customer=customer, since=asked_at)
+        again = wait_until(
+            partial(answerer.earlier_answer, "退货运费谁出？", customer=customer, since=asked_at),
+            15,
+            "the answer Dify finished",
+        )
+        turn = 1 if first_question else 2
+        assert again.text == f"第{turn}轮：您问的是“退货运费谁出？”。"
+        assert len(fake.asked(customer)) == turn  # asked once
+
+        # Another question, or the same words asked before this message, are asked anew.
+        assert answerer.earlier_answer("能开发票吗？", customer=customer, since=asked_at) is None
+        later = asked_at + timedelta(minutes=5)
+        assert answerer.earlier_answer("退货运费谁出？", customer=customer, since=later) is None
 
 
 @pytest.mark.parametrize("kind", ["app_unavailable", "provider_not_initialize", "wrong_key"])

@@ -113,3 +113,19 @@ def test_dify_down_for_a_while_the_customer_is_answered_once_when_it_is_back(
     [sent] = wait_until(lambda: dify_backed.sent_to(openid), 90, "the answer after retries")
     assert sent["content"].startswith("第1轮")
     assert len(dify_backed.dify.asked(f"wechat:{openid}")) == 3  # 500, 502, then the answer
+
+
+def test_dify_slower_than_the_worker_waits_answers_once_and_is_asked_once(
+    dify_backed: DifyBackedService,
+) -> None:
+    """The worker gives up after DIFY_APP_TIMEOUT_S (10 s) while Dify goes on writing; the
+    retry takes the answer Dify stored instead of putting the question in twice."""
+    dify_backed.dify.slow_s = 12
+    dify_backed.dify.fail_next("slow")
+    client = dify_backed.client()
+    openid = f"o_{uuid.uuid4().hex[:12]}"
+    client.post(client.text(openid, "发票怎么开？"))
+
+    [sent] = wait_until(lambda: dify_backed.sent_to(openid), 90, "the answer Dify finished")
+    assert sent["content"] == "第1轮：您问的是“发票怎么开？”。"
+    assert len(dify_backed.dify.asked(f"wechat:{openid}")) == 1  # not asked again
