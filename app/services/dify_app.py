@@ -94,36 +94,31 @@ class DifyAppClient:
         """The newest message of ``user``'s conversation (``GET /messages``, limit 1), or
         None when Dify no longer has the conversation."""
         params = {"user": user, "conversation_id": conversation_id, "limit": 1}
-        try:
-            resp = self.session.get(self.base + "/messages", params=params, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise DifyAppUnavailable(f"Dify not reachable: {exc}") from exc
-        if resp.status_code == 404:
-            return None
-        if resp.status_code != 200:
-            raise _error(resp)
-        try:
-            data = resp.json().get("data") or []
-        except (ValueError, AttributeError) as exc:
-            raise DifyAppUnavailable("Dify answered /messages without its JSON") from exc
-        return data[-1] if data and isinstance(data[-1], dict) else None
+        found = self._first("/messages", params, missing_ok=True)
+        return found[-1] if found else None  # Dify lists messages oldest first
 
     def latest_conversation(self, user: str) -> dict[str, Any] | None:
         """``user``'s most recently updated conversation (``GET /conversations``)."""
-        params = {"user": user, "limit": 1, "sort_by": "-updated_at"}
+        found = self._first("/conversations", {"user": user, "limit": 1, "sort_by": "-updated_at"})
+        return found[0] if found else None
+
+    def _first(
+        self, path: str, params: dict[str, Any], *, missing_ok: bool = False
+    ) -> list[dict[str, Any]]:
+        """The ``data`` of one of Dify's paginated lists; [] for a 404 when ``missing_ok``."""
         try:
-            resp = self.session.get(
-                self.base + "/conversations", params=params, timeout=self.timeout
-            )
+            resp = self.session.get(self.base + path, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
             raise DifyAppUnavailable(f"Dify not reachable: {exc}") from exc
+        if resp.status_code == 404 and missing_ok:
+            return []
         if resp.status_code != 200:
             raise _error(resp)
         try:
             data = resp.json().get("data") or []
         except (ValueError, AttributeError) as exc:
-            raise DifyAppUnavailable("Dify answered /conversations without its JSON") from exc
-        return data[0] if data and isinstance(data[0], dict) else None
+            raise DifyAppUnavailable(f"Dify answered {path} without its JSON") from exc
+        return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
 
     def app_info(self, timeout_s: float = 2.0) -> dict[str, Any]:
         """The app's name and mode (``GET /info``; ``GET /parameters`` on Dify versions
