@@ -183,6 +183,22 @@ def test_faq_entries_about_other_questions_are_told_apart_from_paraphrases(
     i, hits = genuine("你们卖的东西保真吗，会不会是假货")  # what the entry answers
     assert i not in pipeline.off_topic("你们卖的东西保真吗，会不会是假货", hits)
 
+    def entry(hits: list, question: str) -> int:
+        [i] = [i for i, h in enumerate(hits) if h.metadata.get("question") == question]
+        return i
+
+    # Both near (0.899 for "怎么改地址"), but the login entry lists "怎么换手机号" (0.962).
+    phone = "换手机号了，绑定的号码怎么改"
+    hits = kb.search(phone, top_k=4)
+    aside = pipeline.off_topic(phone, hits)
+    assert entry(hits, "下单后可以修改收货地址吗？") in aside
+    assert entry(hits, "怎么登录？忘记密码怎么办？") not in aside
+    xinjiang = "寄到新疆也包邮吗"  # two entries about as near: both may back the answer
+    hits = kb.search(xinjiang, top_k=4)
+    aside = pipeline.off_topic(xinjiang, hits)
+    assert entry(hits, "满多少包邮？") not in aside
+    assert entry(hits, "可以寄到港澳台或海外吗？") not in aside
+
     follow_up = "那空气炸锅呢？"  # after a warranty question, about the warranty
     hits = kb.search(f"电饭煲坏了保修几年 {follow_up}", top_k=4)
     [w] = [i for i, h in enumerate(hits) if h.metadata.get("question") == "商品保修多久？"]
