@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -60,13 +61,21 @@ def _print_reports(items: list) -> int:  # noqa: ANN001
 @click.option("--as", "as_user", help="Name recorded in the audit log.")
 def kb_ingest(directory: Path | None, prune: bool, if_empty: bool, as_user: str | None) -> None:
     """Index KNOWLEDGE_DIR (or --dir); unchanged documents are skipped by content hash."""
+    from app.knowledge.store import OutdatedCollection
     from app.services import knowledge
 
     settings = _settings()
     store = _store()
     try:
-        if if_empty and store.count() > 0:
-            click.echo(f"knowledge base already has {store.count()} chunks; skipping ingest")
+        try:
+            count = store.count()
+        except OutdatedCollection:
+            # Built by an older version of the app: rebuilt from the stored documents
+            # (blue/green), and the folder ingested into the new collection after that.
+            _rebuild(store, settings, as_user)
+            count = store.count()
+        if if_empty and count > 0:
+            click.echo(f"knowledge base already has {count} chunks; skipping ingest")
             return
         report = knowledge.ingest_folder(
             store,
@@ -205,6 +214,16 @@ def kb_search(query: str, top_k: int, category: str | None, doc_id: str | None, 
             + (f" § {hit.section}" if hit.section else "")
         )
         click.echo(f"{hit.score:.4f}  {where}  {hit.text[:80]!r}")
+
+
+def _rebuild(store: Any, settings: Any, as_user: str | None) -> None:
+    from app.services.reindex import reindex
+
+    click.echo("the knowledge collection was built by an older version: rebuilding it")
+    run = reindex(store, settings, full=True, actor=_actor(as_user), trigger="upgrade")
+    if run.status == "failed":
+        raise click.ClickException(f"rebuilding the knowledge collection failed: {run.error}")
+    click.echo(f"rebuilt: {run.total} documents, {run.chunks} chunks in {run.collection}")
 
 
 @kb.command("reindex")
@@ -427,6 +446,9 @@ def apikey_revoke(key_id: str) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from app.faq.commands import faq
+
+    app.cli.add_command(faq)
     app.cli.add_command(kb)
     app.cli.add_command(apikey)
     app.cli.add_command(model)

@@ -33,6 +33,14 @@ WECOM_CALLBACK_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 ANSWERS = Counter("answers_total", "Customer messages answered, by outcome", ["outcome"])
+#: What each answer was: faq (an entry's stored answer: found by characters or meaning,
+#: in the web process or a worker, or after the judge), generated, refused (with the
+#: check that refused it), handed_off, failed.
+ANSWER_OUTCOMES = Counter(
+    "answer_outcomes_total",
+    "Answers to customers by outcome and how it came about",
+    ["outcome", "via"],
+)
 ANSWER_SECONDS = Histogram(
     "answer_generation_seconds",
     "Retrieval plus generation time per answer",

@@ -14,6 +14,8 @@ from app.settings import Settings
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
 
+    from app.faq.matching import FaqMatcher
+    from app.faq.table import TableHolder
     from app.knowledge.aliases import AliasBook
     from app.knowledge.store import KnowledgeStore
     from app.llm.engine import GenerationParams, LlamaEngine
@@ -55,6 +57,33 @@ def knowledge_store(settings: Settings) -> KnowledgeStore:
         return store
 
     return _once(f"kb:{settings.milvus_uri}:{settings.milvus_collection}", make)  # type: ignore[return-value]
+
+
+def faq_tables(settings: Settings) -> TableHolder:
+    """This process's FAQ table of the knowledge collection, refreshed in the background."""
+    store = knowledge_store(settings)  # not inside _once: its lock is not reentrant
+
+    def make() -> TableHolder:
+        from app.faq.table import MAX_ROWS, TableHolder
+
+        return TableHolder(lambda: store.faq_rows(limit=MAX_ROWS))
+
+    return _once(f"faq:{settings.milvus_uri}:{settings.milvus_collection}", make)  # type: ignore[return-value]
+
+
+def faq_matcher(settings: Settings, *, wait: bool = True) -> FaqMatcher:
+    """FAQ matching over this process's table; ``wait=False`` (web requests) never waits
+    for the first read of the table."""
+    from app.faq.matching import FaqMatcher
+
+    tables = faq_tables(settings)
+    store = knowledge_store(settings)
+    return FaqMatcher(
+        lambda: tables.get(wait=wait),
+        store.embedder.embed_queries,
+        settings.faq_thresholds,
+        char_threshold=settings.faq_direct_threshold,
+    )
 
 
 def milvus_client(settings: Settings) -> MilvusClient:
@@ -116,6 +145,7 @@ def generation_params(settings: Settings) -> GenerationParams:
 def answer_pipeline(settings: Settings, *, with_memory: bool = True) -> AnswerPipeline:
     """The answer pipeline of this process. Conversation memory lives in the database, so
     it needs the app context (Celery tasks and requests have one)."""
+    from app.faq.judge import FaqJudge
     from app.pipeline.answer import REFUSAL_TEXT, AnswerPipeline
     from app.pipeline.sensitive import load_filter
 
@@ -125,18 +155,25 @@ def answer_pipeline(settings: Settings, *, with_memory: bool = True) -> AnswerPi
         from app.pipeline.memory import SqlMemory
 
         memory = SqlMemory(db.engine, turns=settings.memory_turns, ttl_s=settings.memory_ttl_s)
+    model = _ModelOnFirstUse(settings)
+    judge = (
+        FaqJudge(model, settings.faq_judge_threshold)  # type: ignore[arg-type]
+        if settings.faq_judge_threshold > 0
+        else None
+    )
     return AnswerPipeline(
         knowledge_store(settings),
-        _ModelOnFirstUse(settings),  # type: ignore[arg-type]
+        model,  # type: ignore[arg-type]
         generation_params(settings),
         top_k=settings.retrieval_top_k,
-        faq_threshold=settings.faq_direct_threshold,
         memory=memory,
         sensitive=load_filter(settings.sensitive_words_file),
         min_support=settings.answer_min_support,
         faq_min_similarity=settings.faq_min_similarity,
         refusal_text=settings.answer_refusal_text or REFUSAL_TEXT,
         n_ctx=settings.llm_n_ctx,
+        faq=faq_matcher(settings),
+        judge=judge,
     )
 
 

@@ -117,6 +117,27 @@ class Settings(BaseSettings):
     #: How close (0-1, character similarity) a question must be to an FAQ question or one of
     #: its listed paraphrases for the stored answer to be sent verbatim, without the model.
     faq_direct_threshold: float = Field(0.9, ge=0.5, le=1.01)
+    #: FAQ answers by meaning (app/faq/matching.py): "match,gap,similarity,near" cosines
+    #: from `flask faq calibrate`. Empty: the calibrated values for E5 embedders, and no
+    #: matching by meaning with other embedders until calibrated.
+    faq_match_thresholds: str = ""
+    #: Before a hand-off, the model judges whether the nearest FAQ entry answers the
+    #: question; from this probability its stored answer is sent instead (0: never).
+    faq_judge_threshold: float = Field(0.55, ge=0.0, le=1.0)
+    #: Questions per second a web process matches by meaning itself (embedding them) to
+    #: answer FAQ questions at once; beyond it they go to the workers, which match them
+    #: too. Bounds the web processes' CPU under a burst (0: never in the web process).
+    faq_instant_max_rate: float = Field(20.0, ge=0.0)
+
+    @field_validator("faq_match_thresholds")
+    @classmethod
+    def _faq_thresholds(cls, v: str) -> str:
+        from app.faq.matching import Thresholds
+
+        v = v.strip()
+        if v:
+            Thresholds.parse(v)
+        return v
 
     # --- Dify integration: tool API, External Knowledge API, OpenAI-compatible API ---
     #: Seconds a process trusts an API key it verified without asking the database again;
@@ -363,6 +384,16 @@ class Settings(BaseSettings):
         from app.knowledge.embedding import is_e5
 
         return E5_FAQ_MIN_SIMILARITY if is_e5(self.embedding_model) else 0.0
+
+    @property
+    def faq_thresholds(self):  # noqa: ANN201 - app.faq.matching.Thresholds | None
+        """FAQ_MATCH_THRESHOLDS, or the calibrated ones of the configured embedder."""
+        from app.faq.matching import E5_THRESHOLDS, Thresholds
+        from app.knowledge.embedding import is_e5
+
+        if self.faq_match_thresholds:
+            return Thresholds.parse(self.faq_match_thresholds)
+        return E5_THRESHOLDS if is_e5(self.embedding_model) else None
 
     @property
     def instant_faq(self) -> bool:

@@ -27,9 +27,13 @@ def model_path(name: str) -> Path:
 
 
 @contextmanager
-def knowledge_store(milvus_uri: str | None = None, collection: str = "kb_bench") -> Iterator:
-    """The sample knowledge (knowledge/) indexed with the configured embedder, in the given
-    Milvus or in a milvus-lite server started (and stopped) here."""
+def knowledge_store(
+    milvus_uri: str | None = None,
+    collection: str = "kb_bench",
+    knowledge: Path = ROOT / "knowledge",
+) -> Iterator:
+    """A knowledge folder (the sample shop's by default) indexed with the configured
+    embedder, in the given Milvus or in a milvus-lite server started (and stopped) here."""
     from app.knowledge.embedding import load_embedder
     from app.knowledge.ingest import ingest_directory
     from app.knowledge.store import KnowledgeStore
@@ -50,7 +54,7 @@ def knowledge_store(milvus_uri: str | None = None, collection: str = "kb_bench")
                 milvus_uri = f"http://127.0.0.1:{port}"
             embedder = load_embedder(settings.embedding_model, cache_dir=settings.models_dir)
             store = KnowledgeStore(milvus_uri, collection, embedder)
-            ingest_directory(store, ROOT / "knowledge")
+            ingest_directory(store, knowledge)
             yield store
             store.close()
         finally:
@@ -70,16 +74,28 @@ def describe_machine(model: Path | None = None) -> str:
 def service_pipeline(store: object, engine: object, params: object, **overrides: object):  # noqa: ANN201
     """The pipeline as the service configures it (settings from the environment), with
     ``overrides`` for what a benchmark varies."""
+    from app.faq.judge import FaqJudge
+    from app.faq.matching import FaqMatcher
+    from app.faq.table import TableHolder
     from app.pipeline.answer import AnswerPipeline
     from app.settings import load_settings
 
     settings = load_settings()
+    tables = TableHolder(store.faq_rows)  # type: ignore[attr-defined]
     options: dict = {
         "top_k": settings.retrieval_top_k,
-        "faq_threshold": settings.faq_direct_threshold,
         "n_ctx": settings.llm_n_ctx,
         "min_support": settings.answer_min_support,
         "faq_min_similarity": settings.faq_min_similarity,
+        "faq": FaqMatcher(
+            tables.get,
+            store.embedder.embed_queries,  # type: ignore[attr-defined]
+            settings.faq_thresholds,
+            char_threshold=settings.faq_direct_threshold,
+        ),
+        "judge": FaqJudge(engine, settings.faq_judge_threshold)  # type: ignore[arg-type]
+        if settings.faq_judge_threshold > 0
+        else None,
         **overrides,
     }
     return AnswerPipeline(store, engine, params, **options)  # type: ignore[arg-type]

@@ -4,7 +4,8 @@ WeCom always encrypts: every request is signed with ``msg_signature`` over the t
 timestamp, nonce and the ciphertext, and the plaintext names our CorpID as receiveid.
 The URL check (GET) sends an encrypted ``echostr`` whose plaintext must come back within
 1 s. Messages then take the Official Account's path: stored once by MsgId, answered by
-the same Celery task, sent through WeCom's message/send.
+the same Celery task, sent through WeCom's message/send; a question that is an FAQ entry's
+is answered at once, as the (encrypted) passive reply.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def receive() -> Response:
     agent = fields.get("AgentID", "")
     if agent and agent != settings.wecom_agent_id:
         raise CallbackRejected(400, "message is for a different AgentID")
-    taken = intake.take_in("wecom", fields, settings)
+    taken = intake.take_in("wecom", fields, settings, instant=True)
     decision = taken.decision
     WECOM_CALLBACKS.labels(outcome=taken.outcome).inc()
     WECOM_CALLBACK_SECONDS.observe(time.perf_counter() - started)

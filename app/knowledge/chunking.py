@@ -6,7 +6,10 @@ with its heading path, which gives both BM25 and the model the topic a bare para
 A table (``| a | b |`` rows) stays in one chunk when it fits; a longer one is cut between
 rows, each piece repeating the header row. A PDF is chunked page by page, so every chunk cites
 its page. An FAQ entry is one chunk: its question, similar questions and answer must come
-back together.
+back together. Each of its questions (the question and every listed paraphrase) is also a
+small chunk of its own, kind ``faq_q``, embedded as a query: a customer's question is
+compared with each way staff wrote the question, and the entry counts by its nearest one
+(the search folds them back into the entry; bench/RESULTS.md, "Retrieval").
 """
 
 from __future__ import annotations
@@ -45,10 +48,25 @@ class Chunk:
     position: int
     category: str = ""
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    #: What the dense vector is made of when it is not ``text``: an FAQ entry is found by
-    #: its questions (customers ask questions; the answer's words dilute the vector),
-    #: while BM25 still indexes the whole entry.
+    #: What the dense vector is made of when it is not ``text``: an FAQ entry's question
+    #: and answer (its questions have chunks of their own), while BM25 indexes the whole
+    #: entry.
     embed_text: str = ""
+
+    @property
+    def embeds_as_query(self) -> bool:
+        """A question chunk is compared question to question: embedded as a query (E5's
+        prefix for symmetric tasks), not as a passage."""
+        return self.kind == FAQ_QUESTION
+
+
+#: Kinds of chunk: a passage of a document, an FAQ entry, one question of an FAQ entry.
+TEXT, FAQ, FAQ_QUESTION = "text", "faq", "faq_q"
+
+
+def faq_entry_text(question: str, similar: list[str], answer: str) -> str:
+    """What an FAQ entry's chunk holds (and what BM25 indexes of it)."""
+    return "\n".join([question, *similar, answer])
 
 
 def chunk_id_for(doc_id: str, text: str, occurrence: int = 0) -> str:
@@ -203,7 +221,7 @@ def pack_sentences(sentences: list[str], max_chars: int, overlap: int) -> list[s
 
 
 def _faq_chunk(doc: Document, entry: FaqEntry, position: int) -> Chunk:
-    text = "\n".join([entry.question, *entry.similar_questions, entry.answer])
+    text = faq_entry_text(entry.question, list(entry.similar_questions), entry.answer)
     metadata: dict[str, Any] = {
         "title": doc.title,
         "question": entry.question,
@@ -218,15 +236,35 @@ def _faq_chunk(doc: Document, entry: FaqEntry, position: int) -> Chunk:
         chunk_id="",
         doc_id=doc.doc_id,
         doc_sha256=doc.sha256,
-        kind="faq",
+        kind=FAQ,
         text=text,
         source=doc.source,
         section=category,
         position=position,
         category=category,
         metadata=metadata,
-        embed_text="\n".join([entry.question, *entry.similar_questions]),
+        embed_text=f"{entry.question}\n{entry.answer}",
     )
+
+
+def _question_chunks(entry: Chunk) -> list[Chunk]:
+    """One chunk per question of an FAQ entry, at the entry's position and carrying its
+    metadata, so that a search that finds only the question can return the whole entry."""
+    meta = entry.metadata
+    variants = dict.fromkeys(
+        v.strip() for v in [meta["question"], *meta["similar_questions"]] if v.strip()
+    )
+    return [
+        replace(
+            entry,
+            chunk_id="",
+            kind=FAQ_QUESTION,
+            text=variant,
+            embed_text="",
+            metadata={**meta, "entry_chunk_id": entry.chunk_id},
+        )
+        for variant in variants
+    ]
 
 
 def _text_chunks(doc: Document, max_chars: int, overlap: int) -> list[Chunk]:
@@ -268,7 +306,7 @@ def _section_chunks(
                 chunk_id="",
                 doc_id=doc.doc_id,
                 doc_sha256=doc.sha256,
-                kind="text",
+                kind=TEXT,
                 text=text,
                 source=doc.source,
                 section=section,
@@ -288,7 +326,7 @@ def chunk_document(
     whatever its length.
     """
     if doc.kind == "faq":
-        chunks = [_faq_chunk(doc, entry, i) for i, entry in enumerate(doc.faqs)]
-    else:
-        chunks = _text_chunks(doc, max_chars, overlap)
-    return _with_ids(chunks)
+        entries = _with_ids([_faq_chunk(doc, entry, i) for i, entry in enumerate(doc.faqs)])
+        questions = [q for e in entries for q in _question_chunks(e)]
+        return entries + _with_ids(questions)
+    return _with_ids(_text_chunks(doc, max_chars, overlap))

@@ -4,10 +4,12 @@ One class wraps pymilvus.MilvusClient so that the rest of the app never builds a
 expression or a schema. The same code runs on embedded milvus-lite (a local ``.db`` file, one
 process; or `app.knowledge.milvus_server` reached over http) and on a Milvus server or cluster.
 
-BM25 is computed by Milvus itself from the ``text`` field with the jieba analyzer: it is what
-makes Chinese keyword matches work even with an embedding model that is weak at Chinese, and
-dense vectors catch paraphrases that share no words. Reciprocal-rank fusion combines them
-without having to calibrate two unrelated score scales.
+BM25 is computed by Milvus itself over the ``terms`` field, which holds the text's terms as
+this app splits them (app/knowledge/lexical.py: characters and character pairs, the words
+of asking left out) behind a whitespace analyzer: it is what makes Chinese keyword matches
+work even with an embedding model that is weak at Chinese, and dense vectors catch
+paraphrases that share no words. How the two are combined, and how an FAQ entry's
+question rows fold back into the entry, is app/knowledge/fusion.py.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ from typing import Any, Literal, TypeVar
 from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 from app.knowledge.aliases import AliasBook, alias_book
-from app.knowledge.chunking import Chunk
+from app.knowledge.chunking import FAQ, FAQ_QUESTION, Chunk, faq_entry_text
 from app.knowledge.embedding import Embedder
+from app.knowledge.fusion import Candidate, fuse
+from app.knowledge.lexical import TERMS_VERSION, analyzed
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 SEARCH_MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
 
-SCHEMA_VERSION = "2"  # 2: rows keyed by chunk and write, `chunk_id` a field
+#: 2: rows keyed by chunk and write, `chunk_id` a field; 3: BM25 over `terms` (our own
+#: split), a row per FAQ question. The terms' own version is part of it.
+SCHEMA_VERSION = f"3.{TERMS_VERSION}"
 PROP_MODEL = "kb.embedding_model"
 PROP_DIM = "kb.embedding_dim"
 PROP_SCHEMA = "kb.schema_version"
@@ -47,54 +53,9 @@ _LIMITS = {
     "source": 2048,
     "section": 1024,
 }
-# Tokens that carry no meaning for BM25 but make unrelated chunks "match" a short query.
-_STOP_WORDS = [
-    "，",
-    "。",
-    "、",
-    "；",
-    "：",
-    "？",
-    "！",
-    "“",
-    "”",
-    "‘",
-    "’",
-    "（",
-    "）",
-    "【",
-    "】",
-    "《",
-    "》",
-    "「",
-    "」",
-    "…",
-    "—",
-    "-",
-    ",",
-    ".",
-    ";",
-    ":",
-    "?",
-    "!",
-    '"',
-    "'",
-    "(",
-    ")",
-    "的",
-    "了",
-    "吗",
-    "呢",
-    "吧",
-    "啊",
-    "呀",
-    "哦",
-    "嘛",
-]
-ANALYZER_PARAMS: dict[str, Any] = {
-    "tokenizer": "jieba",
-    "filter": [{"type": "stop", "stop_words": _STOP_WORDS}],
-}
+MAX_TERMS_BYTES = 65535
+#: The terms are split by app/knowledge/lexical.py; Milvus only separates them.
+ANALYZER_PARAMS: dict[str, Any] = {"tokenizer": "whitespace"}
 _OUTPUT_FIELDS = [
     "chunk_id",
     "doc_id",
@@ -106,6 +67,8 @@ _OUTPUT_FIELDS = [
     "text",
     "metadata",
 ]
+#: What a Milvus query returns of the app's fields, the vector included (FAQ tables).
+ENTRY_FIELDS = [*_OUTPUT_FIELDS, "dense"]
 _QUERY_PAGE = 16384  # Milvus' cap on offset + limit for one query
 _GET_BATCH = 256
 _DELETE_BATCH = 1000
@@ -128,15 +91,21 @@ class StoreUnavailable(KnowledgeStoreError):
     """Milvus cannot be reached (or a local .db is held by another process)."""
 
 
+class OutdatedCollection(KnowledgeStoreError):
+    """The collection was built by an older version of the app: a reindex rebuilds it."""
+
+
 class EmbedderMismatch(KnowledgeStoreError):
     """The collection was built with another embedding model than the one configured."""
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result. ``score`` is the fused RRF score (hybrid), cosine (dense) or BM25
-    (bm25): compare scores only within one mode. ``similarity`` is the query/chunk cosine in
-    every mode but bm25, for absolute "is this relevant at all" thresholds."""
+    """One search result: a document passage or a whole FAQ entry. ``score`` is the fused
+    score (hybrid), the dense score (dense) or BM25 (bm25): compare scores only within one
+    mode. ``similarity`` is the query's cosine with the passage (for an FAQ entry, with its
+    question and answer) and ``match`` the cosine with the nearest of an FAQ entry's
+    questions, in every mode but bm25 where the search saw them."""
 
     chunk_id: str
     doc_id: str
@@ -149,6 +118,13 @@ class Hit:
     category: str = ""
     position: int = 0
     similarity: float | None = None
+    match: float | None = None
+
+    @property
+    def relevance(self) -> float | None:
+        """The closest of the two cosines: what a caller's score threshold compares."""
+        known = [v for v in (self.similarity, self.match) if v is not None]
+        return max(known) if known else None
 
 
 def quote(value: str) -> str:
@@ -165,25 +141,17 @@ def _clip(value: str, max_bytes: int) -> str:
     return data[:max_bytes].decode("utf-8", errors="ignore")
 
 
+def _terms_of(text: str) -> str:
+    """The BM25 terms of a chunk, whole terms only within the field's byte limit."""
+    terms = analyzed(text)
+    if len(terms.encode("utf-8")) <= MAX_TERMS_BYTES:
+        return terms
+    return _clip(terms, MAX_TERMS_BYTES).rsplit(" ", 1)[0]
+
+
 def _batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def _rrf(
-    dense: Sequence[dict[str, Any]], keyword: Sequence[dict[str, Any]], k: int, limit: int
-) -> list[dict[str, Any]]:
-    """Reciprocal-rank fusion, as Milvus' RRFRanker scores it: the sum of 1 / (k + rank)
-    over the lists a row appears in (rank from 1). A dense hit carries its cosine along."""
-    fused: dict[Any, dict[str, Any]] = {}
-    for hits, is_dense in ((dense, True), (keyword, False)):
-        for rank, hit in enumerate(hits, start=1):
-            row = fused.setdefault(hit["id"], {"id": hit["id"], "distance": 0.0, "entity": {}})
-            row["distance"] += 1.0 / (k + rank)
-            row["entity"] = {**hit.get("entity", {}), **row["entity"]}
-            if is_dense:
-                row["similarity"] = float(hit.get("distance", 0.0))
-    return sorted(fused.values(), key=lambda r: r["distance"], reverse=True)[:limit]
 
 
 def _any_of(field_name: str, values: Iterable[str]) -> str:
@@ -323,10 +291,11 @@ class KnowledgeStore:
         schema.add_field("source", DataType.VARCHAR, max_length=_LIMITS["source"])
         schema.add_field("section", DataType.VARCHAR, max_length=_LIMITS["section"])
         schema.add_field("position", DataType.INT64)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
         schema.add_field(
-            "text",
+            "terms",
             DataType.VARCHAR,
-            max_length=MAX_TEXT_BYTES,
+            max_length=MAX_TERMS_BYTES,
             enable_analyzer=True,
             analyzer_params=ANALYZER_PARAMS,
         )
@@ -337,7 +306,7 @@ class KnowledgeStore:
             Function(
                 name="text_bm25",
                 function_type=FunctionType.BM25,
-                input_field_names=["text"],
+                input_field_names=["terms"],
                 output_field_names=["sparse"],
             )
         )
@@ -377,6 +346,7 @@ class KnowledgeStore:
         params.add_index("chunk_id", index_type="INVERTED")
         params.add_index("doc_id", index_type="INVERTED")
         params.add_index("category", index_type="INVERTED")
+        params.add_index("kind", index_type="INVERTED")
         return params
 
     def _check_compatible(self, description: dict[str, Any]) -> None:
@@ -388,8 +358,13 @@ class KnowledgeStore:
                 f"collection {self.collection!r} at {self.uri} was not created by this app "
                 "(no dense/text fields); choose another MILVUS_COLLECTION"
             )
-        if "chunk_id" not in {f.get("name") for f in description.get("fields", [])}:
-            raise KnowledgeStoreError(
+        names = {f.get("name") for f in description.get("fields", [])}
+        if (
+            "chunk_id" not in names
+            or "terms" not in names
+            or props.get(PROP_SCHEMA, SCHEMA_VERSION) != SCHEMA_VERSION
+        ):
+            raise OutdatedCollection(
                 f"collection {self.collection!r} at {self.uri} was built by an older version "
                 "of this app: rebuild it with `flask kb reindex`"
             )
@@ -578,8 +553,8 @@ class KnowledgeStore:
 
     def export_rows(self, doc_id: str) -> list[dict[str, Any]]:
         """Every stored field of a document's chunks, vectors included (BM25's sparse vector
-        excepted: Milvus derives it from the text on insert)."""
-        fields = ["id", "doc_sha256", "dense", *_OUTPUT_FIELDS]
+        excepted: Milvus derives it from the terms on insert)."""
+        fields = ["id", "doc_sha256", "dense", "terms", *_OUTPUT_FIELDS]
         rows = self._query_all(f"doc_id == {quote(doc_id)}", fields)
         return [{k: v for k, v in row.items() if k in fields} for row in rows]
 
@@ -615,6 +590,7 @@ class KnowledgeStore:
             "section": _clip(chunk.section, _LIMITS["section"]),
             "position": int(chunk.position),
             "text": chunk.text,
+            "terms": _terms_of(chunk.text),
             "dense": vector,
             "metadata": chunk.metadata,
         }
@@ -659,16 +635,26 @@ class KnowledgeStore:
         generation = f"{time.time_ns():x}"
         for batch in _batched(unique, self._embed_batch_size):
             todo = [c for c in batch if c.chunk_id not in reuse]
-            fresh = (
-                self.embedder.embed_passages([c.embed_text or c.text for c in todo]) if todo else []
-            )
-            reuse.update({c.chunk_id: v for c, v in zip(todo, fresh, strict=True)})
+            reuse.update(self._embed(todo))
             client.insert(name, [self._row(c, reuse[c.chunk_id], generation) for c in batch])
         for batch in _batched(retired, _DELETE_BATCH):
             client.delete(name, ids=list(batch))
         if flush:
             client.flush(name)
         return len(unique)
+
+    def _embed(self, chunks: Sequence[Chunk]) -> dict[str, list[float]]:
+        """Vectors by chunk id: FAQ questions as queries, everything else as passages."""
+        questions = [c for c in chunks if c.embeds_as_query]
+        passages = [c for c in chunks if not c.embeds_as_query]
+        out: dict[str, list[float]] = {}
+        if questions:
+            vectors = self.embedder.embed_queries([c.text for c in questions])
+            out.update(zip((c.chunk_id for c in questions), vectors, strict=True))
+        if passages:
+            vectors = self.embedder.embed_passages([c.embed_text or c.text for c in passages])
+            out.update(zip((c.chunk_id for c in passages), vectors, strict=True))
+        return out
 
     def delete_chunks(self, chunk_ids: Iterable[str], *, flush: bool = True) -> int:
         """Delete chunks by chunk id; returns how many ids were asked to go."""
@@ -766,10 +752,11 @@ class KnowledgeStore:
         doc_id: str | None = None,
         mode: SearchMode = "hybrid",
     ) -> list[Hit]:
-        """The ``top_k`` chunks most relevant to ``query``, best first.
+        """The ``top_k`` passages and FAQ entries most relevant to ``query``, best first.
 
-        hybrid: dense (cosine) and BM25 (jieba) candidates fused by reciprocal rank;
-        dense: embedding similarity only; bm25: keyword relevance only.
+        hybrid: dense and BM25 evidence fused (app/knowledge/fusion.py); dense: embedding
+        similarity only; bm25: keyword relevance only. An FAQ entry found by one of its
+        questions comes back whole, once.
         """
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}, not {mode!r}")
@@ -777,64 +764,61 @@ class KnowledgeStore:
         if not query or top_k < 1:
             return []
         expr = self._filter(category, doc_id)
-        ef = max(64, top_k * 4)
+        terms = analyzed(query) if mode != "dense" else ""
         query_vector: list[float] | None = None
         if mode != "bm25":
             query_vector = self.embedder.embed_queries([query])[0]
+        # An entry has a row per question besides its own: ask for enough rows that
+        # ``top_k`` distinct entries and passages remain after folding.
+        rows = max(top_k * 8, 40)
 
-        def run(client: MilvusClient, name: str) -> Any:
-            if mode != "hybrid":
-                field, data, params = (
-                    ("sparse", query, {"metric_type": "BM25"})
-                    if mode == "bm25"
-                    else ("dense", query_vector, {"metric_type": "IP", "params": {"ef": ef}})
-                )
-                return client.search(
+        def run(client: MilvusClient, name: str) -> tuple[list[Any], list[Any]]:
+            dense: list[Any] = []
+            keyword: list[Any] = []
+            if query_vector is not None:
+                dense = client.search(
                     name,
-                    data=[data],
-                    anns_field=field,
+                    data=[query_vector],
+                    anns_field="dense",
                     filter=expr,
-                    limit=top_k,
+                    limit=rows,
                     output_fields=_OUTPUT_FIELDS,
-                    search_params=params,
-                )
-            # Hybrid as two searches fused here: milvus-lite's hybrid_search costs about
-            # twice its two searches (~77 ms against ~37 ms at 100k rows), and the fusion
-            # is a few lines either way.
-            candidates = max(top_k * 4, 20)
-            dense = client.search(
-                name,
-                data=[query_vector],
-                anns_field="dense",
-                filter=expr,
-                limit=candidates,
-                output_fields=_OUTPUT_FIELDS,
-                search_params={"metric_type": "IP", "params": {"ef": max(ef, candidates)}},
-            )
-            keyword = client.search(
-                name,
-                data=[query],
-                anns_field="sparse",
-                filter=expr,
-                limit=candidates,
-                output_fields=[*_OUTPUT_FIELDS, "dense"],
-                search_params={"metric_type": "BM25"},
-            )
-            return [_rrf(dense[0], keyword[0], self._rrf_k, top_k)]
+                    search_params={"metric_type": "IP", "params": {"ef": max(64, rows)}},
+                )[0]
+            if terms:
+                # Question rows are left out: BM25 weighs an entry's words as a whole.
+                entries = f'kind != "{FAQ_QUESTION}"'
+                keyword = client.search(
+                    name,
+                    data=[terms],
+                    anns_field="sparse",
+                    filter=f"({expr}) and {entries}" if expr else entries,
+                    limit=max(top_k * 4, 20),
+                    output_fields=_OUTPUT_FIELDS,
+                    search_params={"metric_type": "BM25"},
+                )[0]
+            return list(dense), list(keyword)
 
         try:
-            results = self._run(run)
+            dense, keyword = self._run(run)
         except Exception as exc:
             # milvus-lite cannot score BM25 in a collection that never held a row (its
             # average document length is 0/0); nothing to find there anyway.
             if "Invalid sparse row" in str(exc) and self.count() == 0:
                 return []
             raise
-        hits: dict[str, Hit] = {}
-        for raw in results[0] if results else []:
-            hit = self._hit(raw, mode, query_vector)
-            hits.setdefault(hit.chunk_id, hit)  # a chunk being rewritten has two rows briefly
-        return list(hits.values())
+        ranked = fuse(dense, keyword if mode != "dense" else [], top_k)
+        return [self._hit(c) for c in ranked]
+
+    def faq_rows(self, filter_expr: str = "", limit: int = _QUERY_PAGE) -> list[dict[str, Any]]:
+        """FAQ entry and question rows with their vectors (the web processes' FAQ table)."""
+        kinds = _any_of("kind", [FAQ, FAQ_QUESTION])
+        expr = f"({filter_expr}) and {kinds}" if filter_expr else kinds
+        return self._run(
+            lambda client, name: list(
+                client.query(name, filter=expr, output_fields=ENTRY_FIELDS, limit=limit)
+            )
+        )
 
     def question_similarity(
         self, questions: Sequence[str], others: Sequence[str]
@@ -849,31 +833,34 @@ class KnowledgeStore:
             [float(sum(a * b for a, b in zip(q, k, strict=True))) for k in known] for q in asked
         ]
 
-    def _hit(self, raw: dict[str, Any], mode: str, query_vector: list[float] | None) -> Hit:
-        entity = raw.get("entity") or {}
-        distance = float(raw.get("distance", 0.0))
-        similarity: float | None = None
-        if mode == "dense":
-            similarity = distance
-        elif mode == "hybrid" and "similarity" in raw:
-            similarity = float(raw["similarity"])
-        elif mode == "hybrid" and query_vector is not None and entity.get("dense") is not None:
-            similarity = float(
-                sum(a * b for a, b in zip(query_vector, entity["dense"], strict=False))
-            )
-        # milvus-lite 3 reported BM25 as a negative distance; Milvus as a positive score.
-        score = abs(distance) if mode == "bm25" else distance
+    def _hit(self, cand: Candidate) -> Hit:
+        entity = cand.entity
         metadata = entity.get("metadata") or {}
+        metadata = dict(metadata) if isinstance(metadata, dict) else {}
+        kind, chunk_id, text = (
+            str(entity.get("kind", "")),
+            str(entity.get("chunk_id", "")),
+            str(entity.get("text", "")),
+        )
+        if cand.from_question:
+            # Only a question row came back: it carries the entry's own fields.
+            kind, chunk_id = FAQ, str(metadata.pop("entry_chunk_id", chunk_id))
+            text = faq_entry_text(
+                str(metadata.get("question", "")),
+                [str(v) for v in metadata.get("similar_questions") or []],
+                str(metadata.get("answer", "")),
+            )
         return Hit(
-            chunk_id=str(entity.get("chunk_id", "")),
+            chunk_id=chunk_id,
             doc_id=str(entity.get("doc_id", "")),
-            kind=str(entity.get("kind", "")),
-            text=str(entity.get("text", "")),
-            score=score,
+            kind=kind,
+            text=text,
+            score=cand.score,
             source=str(entity.get("source", "")),
             section=str(entity.get("section", "")),
-            metadata=dict(metadata) if isinstance(metadata, dict) else {},
+            metadata=metadata,
             category=str(entity.get("category", "")),
             position=int(entity.get("position", 0) or 0),
-            similarity=similarity,
+            similarity=cand.similarity,
+            match=cand.match,
         )

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import llama_cpp
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,17 @@ class Result:
     time_to_first_token_s: float
     generation_s: float
     error: str = ""
+    #: A probe's answer: the probability of each of its ``choices`` as the next token.
+    choice_probs: tuple[float, ...] = ()
 
 
 @dataclass
 class Request:
     tokens: list[int]
     params: SamplingParams
+    #: A probe, not a generation: after the prompt, report how likely each of these tokens
+    #: is to come next (a yes/no judgement is one prefill, no sampling) and stop.
+    choices: tuple[int, ...] = ()
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.monotonic)
@@ -316,6 +322,9 @@ class BatchScheduler:
     def _sample(self, slot: _Slot, idx: int) -> None:
         req = slot.request
         assert req is not None and slot.decoder is not None
+        if req.choices:
+            self._finish(slot, "stop", probs=self._choice_probs(idx, req.choices))
+            return
         token = llama_cpp.llama_sampler_sample(slot.sampler, self._ctx, idx)
         if not slot.first_token_at:
             slot.first_token_at = time.monotonic()
@@ -330,7 +339,17 @@ class BatchScheduler:
         if slot.generated >= req.params.max_tokens:
             self._finish(slot, "length")  # the last token was sampled, never decoded
 
-    def _finish(self, slot: _Slot, reason: str, error: str = "") -> None:
+    def _choice_probs(self, idx: int, choices: tuple[int, ...]) -> tuple[float, ...]:
+        """Softmax over the whole vocabulary, read at ``choices``."""
+        n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, idx), (n_vocab,))
+        top = float(logits.max())
+        total = float(np.exp(logits.astype(np.float64) - top).sum())
+        return tuple(float(np.exp(float(logits[t]) - top) / total) for t in choices)
+
+    def _finish(
+        self, slot: _Slot, reason: str, error: str = "", probs: tuple[float, ...] = ()
+    ) -> None:
         req = slot.request
         if req is None:
             return
@@ -349,6 +368,7 @@ class BatchScheduler:
                 time_to_first_token_s=first - req.submitted,
                 generation_s=now - first,
                 error=error,
+                choice_probs=probs,
             )
         )
         if slot.sampler is not None:

@@ -57,6 +57,8 @@ class Completion:
     cached_tokens: int = 0  # prompt tokens whose KV cache was reused
     time_to_first_token_s: float = 0.0
     generation_s: float = 0.0
+    #: A probe's answer (LlamaEngine.choose): the probability of each choice.
+    choice_probs: tuple[float, ...] = ()
 
     @property
     def tokens_per_s(self) -> float:
@@ -105,6 +107,7 @@ class Generation:
                         cached_tokens=item.cached_tokens,
                         time_to_first_token_s=item.time_to_first_token_s,
                         generation_s=item.generation_s,
+                        choice_probs=item.choice_probs,
                     )
                 else:
                     self._parts.append(item)
@@ -265,6 +268,44 @@ class LlamaEngine:
         )
         request = self._scheduler.submit(Request(tokens=tokens, params=sampling))
         return Generation(request, prompt_opens_think=prompt.rstrip().endswith("<think>"))
+
+    def choose(
+        self,
+        messages: list[dict[str, str]],
+        choices: list[str],
+        *,
+        answer_prefix: str = "",
+        deadline_s: float | None = None,
+    ) -> list[float]:
+        """How likely the model's reply starts with each of ``choices``: one prefill, no
+        generation. Each choice counts by its first token (a token two choices share counts
+        for the first). A reasoning model's thinking block is closed first, so the reply
+        itself is judged; ``answer_prefix`` is put before the reply."""
+        from app.llm.batching import Request, SamplingParams
+
+        prompt = self.format_prompt(messages)
+        if prompt.rstrip().endswith("<think>"):
+            prompt = prompt.rstrip() + "\n\n</think>\n\n"
+        prompt += answer_prefix
+        tokens = self.tokenize(prompt)
+        if len(tokens) >= self.n_ctx:
+            raise PromptTooLong(f"the prompt has {len(tokens)} tokens (LLM_N_CTX {self.n_ctx})")
+        first = tuple(self.tokenize(c)[0] for c in choices)
+        # Choices that start with the same token share its probability: counted once.
+        owners = {t: i for i, t in reversed(list(enumerate(first)))}
+        deadline = time.monotonic() + deadline_s if deadline_s is not None else None
+        sampling = SamplingParams(
+            max_tokens=1, temperature=0.0, top_p=1.0, top_k=1, min_p=0.0, seed=0, deadline=deadline
+        )
+        request = self._scheduler.submit(Request(tokens=tokens, params=sampling, choices=first))
+        generation = Generation(request, prompt_opens_think=False)
+        completion = generation.result()
+        if completion.finish_reason != "stop":
+            raise TimeoutError(f"no judgement ({completion.finish_reason})")
+        return [
+            p if owners[t] == i else 0.0
+            for i, (t, p) in enumerate(zip(first, completion.choice_probs, strict=True))
+        ]
 
     def chat(self, messages: list[dict[str, str]], params: GenerationParams) -> Completion:
         return self.start(messages, params).result()

@@ -1,11 +1,17 @@
 """Question in, grounded answer with its sources out: the one pipeline behind WeChat, the
 tool API and the OpenAI-compatible endpoint.
 
-question (masked; with the customer's recent turns) → hybrid retrieval → the FAQ's stored
-answer when the question is that FAQ's → otherwise a grounded prompt → the model, streamed
-→ reasoning split off → each sentence checked against the passages (a refusal or an
-unbacked claim becomes the hand-off reply) → plain text, sensitive words and personal
-numbers masked → the answer with its sources.
+question (masked; with the customer's recent turns) → the nearest FAQ entry (app/faq/):
+when the question is that entry's, its stored answer verbatim, at once → otherwise hybrid
+retrieval → a grounded prompt → the model, streamed → reasoning split off → each sentence
+checked against the passages (app/pipeline/gate.py) → plain text, sensitive words and
+personal numbers masked → the answer with its sources. When the check turns the model's
+answer into a hand-off but the nearest entry is near, the model judges whether that entry
+answers the question (app/faq/judge.py), and if so its stored answer is sent instead:
+a check that cannot tell leans to the best-matching entry, not to giving up.
+
+Every answer says how it came about (``Answer.outcome`` and ``Answer.detail``), for the
+stored record of each message and the metrics.
 
 ``stream`` yields the answer sentence by sentence as it is generated and checked, then a
 ``Final`` with the whole answer; ``answer`` is the same stream, consumed.
@@ -13,21 +19,22 @@ numbers masked → the answer with its sources.
 
 from __future__ import annotations
 
-import difflib
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import zip_longest
 from typing import Any, Literal, Protocol
 
+from app.faq.judge import FaqJudge
+from app.faq.matching import FaqMatcher, Match
+from app.faq.table import Evidence, FaqEntry
 from app.llm.engine import Completion, GenerationParams
-from app.pipeline.grounding import asks_quantity, is_refusal, states_quantity, support
+from app.pipeline.gate import AnswerGate
 from app.pipeline.memory import Memory, Turn
 from app.pipeline.postprocess import ThinkSplitter, to_plain_text
 from app.pipeline.privacy import mask_pii
-from app.pipeline.prompts import INSTRUCTIONS, fit_messages, format_passage
+from app.pipeline.prompts import FROM_PASSAGE, INSTRUCTIONS, fit_messages, format_passage
 from app.pipeline.sensitive import NO_FILTER, SensitiveWordFilter
 
 log = logging.getLogger(__name__)
@@ -42,8 +49,10 @@ FALLBACK_ANSWER = REFUSAL_TEXT
 #: With the topic check on, an FAQ entry this much further (e5 cosine) from the customer's
 #: question than the nearest retrieved entry backs nothing (bench/RESULTS.md).
 FAQ_NEAREST_MARGIN = 0.04
-_NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
-_SENTENCE_END = re.compile(r"[。！？!?；;\n]+")
+#: A passage that is no near FAQ entry must convince the judge by this much more.
+FAR_MARGIN = 0.1
+#: Passages searched for the best document passage to judge (FAQ entries outrank them).
+DOCUMENT_SEARCH = 8
 
 
 class Retriever(Protocol):
@@ -89,6 +98,16 @@ class Answer:
     #: Those of ``passages`` (by index) that are FAQ entries about another question: they
     #: back no claim of the answer (AnswerPipeline's ``faq_min_similarity``).
     off_topic: tuple[int, ...] = ()
+    #: How the answer came about: "faq" (an entry's stored answer, verbatim), "generated"
+    #: (the model, checked), "refused" (the hand-off reply: the knowledge does not cover
+    #: it, or nothing the model said could be backed).
+    outcome: str = "generated"
+    #: Why: the entry and its evidence, the check that refused and what it found, timings.
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.outcome == "generated" and (self.refused or self.from_faq):
+            self.outcome = "refused" if self.refused else "faq"
 
 
 @dataclass(frozen=True)
@@ -112,7 +131,6 @@ class AnswerPipeline:
         model: ChatModel,
         params: GenerationParams,
         top_k: int = 4,
-        faq_threshold: float = 0.9,
         *,
         memory: Memory | None = None,
         sensitive: SensitiveWordFilter = NO_FILTER,
@@ -122,12 +140,13 @@ class AnswerPipeline:
         instructions: str = INSTRUCTIONS,
         faq_min_similarity: float = 0.0,
         faq_margin: float = FAQ_NEAREST_MARGIN,
+        faq: FaqMatcher | None = None,
+        judge: FaqJudge | None = None,
     ) -> None:
         self.retriever = retriever
         self.model = model
         self.params = params
         self.top_k = top_k
-        self.faq_threshold = faq_threshold
         self.memory = memory
         self.sensitive = sensitive
         self.min_support = min_support
@@ -136,6 +155,10 @@ class AnswerPipeline:
         self.instructions = instructions
         self.faq_min_similarity = faq_min_similarity
         self.faq_margin = faq_margin
+        #: The nearest FAQ entry, and what its evidence allows (None: no FAQ matching).
+        self.faq = faq
+        #: Asked before a hand-off whether the nearest entry answers after all.
+        self.judge = judge
 
     # --- entry points -------------------------------------------------------------
 
@@ -153,17 +176,6 @@ class AnswerPipeline:
                 return event.answer
         raise AssertionError("stream ended without a final answer")
 
-    def faq_answer(self, question: str) -> Answer | None:
-        """The FAQ's stored answer if the question is an FAQ's own, else None. Needs no model:
-        fit for the web process (a passive reply within WeChat's 5 s)."""
-        q = mask_pii(question.strip())
-        t0 = time.perf_counter()
-        hits = list(self.retriever.search(q, top_k=self.top_k)) if q else []
-        faq = faq_match(q, hits, self.faq_threshold)
-        if faq is None:
-            return None
-        return self._faq(faq, (time.perf_counter() - t0) * 1000)
-
     def stream(
         self,
         question: str,
@@ -177,27 +189,26 @@ class AnswerPipeline:
         q = mask_pii(question.strip())
         turns = list(history) if history is not None else self._recall(customer)
         t0 = time.perf_counter()
-        hits = list(self.retriever.search(q, top_k=self.top_k)) if q else []
-        faq = faq_match(q, hits, self.faq_threshold)
-        if faq is None and turns:
-            # A follow-up ("那空气炸锅呢？") is understood with the previous question; a new
-            # question ("你们支持货到付款吗？" after one on return shipping) needs its own
-            # passages, or the model answers the previous one again. Both, alternating.
-            context = self.retriever.search(f"{turns[-1].question} {q}", top_k=self.top_k)
-            hits = _alternate(hits, list(context), self.top_k)
-        retrieval_ms = (time.perf_counter() - t0) * 1000
-        if faq is not None or not hits:
-            answer = (
-                self._faq(faq, retrieval_ms) if faq else self._refusal(retrieval_ms=retrieval_ms)
-            )
+        match = self.faq.best(q) if self.faq is not None and q else None
+        if match is not None and match.verdict == "verbatim":
+            answer = self._verbatim(match, "characters" if match.evidence.characters else "meaning")
+            answer.retrieval_ms = (time.perf_counter() - t0) * 1000
             yield Delta(answer.text)
         else:
-            answer = yield from self._generate(q, hits, turns, params or self.params, retrieval_ms)
+            if turns and self.faq is not None and (match is None or match.verdict == "none"):
+                # A follow-up ("那空气炸锅呢？") is near an entry with the question before it:
+                # that entry is judged first (never answered verbatim: it was asked before).
+                joined = self.faq.best(f"{turns[-1].question} {q}")
+                if joined is not None and joined.verdict != "none":
+                    match = replace(joined, verdict="near")
+            answer = yield from self._answer(q, turns, match, params or self.params, t0)
+        if match is not None:
+            answer.detail.setdefault("nearest", _evidence(match))
         if customer and self.memory is not None:
             self.memory.remember(customer, q, answer.text)
         log.info(
             "answer: %s, %d passages, retrieval %.0f ms, %d+%d tokens (%d cached), %.0f ms",
-            "faq" if answer.from_faq else "refused" if answer.refused else answer.finish_reason,
+            answer.outcome if answer.outcome != "generated" else answer.finish_reason,
             len(answer.sources),
             answer.retrieval_ms,
             answer.prompt_tokens,
@@ -214,20 +225,143 @@ class AnswerPipeline:
             return []
         return self.memory.recent(customer)
 
-    def _faq(self, hit: Any, retrieval_ms: float) -> Answer:
+    def _answer(
+        self,
+        q: str,
+        turns: list[Turn],
+        match: Match | None,
+        params: GenerationParams,
+        t0: float,
+    ) -> Iterator[StreamEvent]:
+        """The answer of a question that is no FAQ entry's: the model's, from one passage.
+
+        The model first judges whether a passage answers the question: the nearest FAQ entry
+        when it is near, then the best retrieved passage and the best document passage (a
+        stricter bar for those: ``FAR_MARGIN``; app/faq/judge.py). If one does, the model
+        answers from that passage alone, told that the answer is there: asked to pick among
+        four passages, a small model says "资料中没有" when the first one holds the answer,
+        or copies a sentence of a passage beside the question. If that answer cannot be
+        backed, an FAQ entry's stored answer goes out instead (a document passage is no
+        answer by itself). If no passage
+        answers, the customer is handed off: on the evaluation sets, the model answering
+        from all the passages then added as many wrong answers as right ones
+        (bench/RESULTS.md). Without a judge (FAQ_JUDGE_THRESHOLD=0) the model answers from
+        all the passages, and may decline.
+        """
+        hits = self._retrieve(q, turns, match)
+        retrieval_ms = (time.perf_counter() - t0) * 1000
+        if not hits:
+            answer = self._refusal(retrieval_ms=retrieval_ms)
+            answer.detail["check"] = "no passages"
+            yield Delta(answer.text)
+            return answer
+        if self.judge is None:
+            answer = yield from self._generate(
+                q, hits[: self.top_k], turns, params, retrieval_ms, match
+            )
+        else:
+            focus, judged = self._focus(q, match, hits, turns)
+            if focus is None:
+                answer = self._refusal(retrieval_ms=retrieval_ms)
+                answer.detail.update(check="judge", judged=judged)
+            else:
+                answer = yield from self._generate(
+                    q, [focus], turns, params, retrieval_ms, match, instructions=FROM_PASSAGE
+                )
+                answer.detail["judged"] = judged
+                entry = _as_entry(focus, match)
+                if answer.refused and entry is not None:
+                    answer = self._from_entry(entry, answer, judged)
+        if answer.outcome != "generated":
+            yield Delta(answer.text)  # a generated answer streamed sentence by sentence
+        return answer
+
+    def _focus(
+        self, q: str, match: Match | None, hits: list[Any], turns: list[Turn]
+    ) -> tuple[Any | None, list[dict[str, Any]]]:
+        """The passage the judge is surest answers the question (or None), and each
+        judgement: the near FAQ entry, the best retrieved passage, the best document's."""
+        assert self.judge is not None
+        candidates: list[tuple[Any, float]] = []
+        if match is not None and match.verdict == "near":
+            candidates.append((match.entry, self.judge.threshold))
+        # Then the best retrieved passage, and the best document passage: an FAQ entry
+        # outranks a document's passage that answers a detail the FAQ does not have.
+        document = next((h for h in hits if getattr(h, "kind", "") == "text"), None)
+        for hit in [*hits[:1], document]:
+            seen = {getattr(c, "chunk_id", None) for c, _ in candidates}
+            if hit is not None and getattr(hit, "chunk_id", None) not in seen:
+                candidates.append((hit, self.judge.threshold + FAR_MARGIN))
+        # A follow-up ("那空气炸锅呢？") is judged with the question before it.
+        asked = f"{turns[-1].question} {q}" if turns else q
+        judged: list[dict[str, Any]] = []
+        best: tuple[float, Any] | None = None
+        for candidate, threshold in candidates:
+            t0 = time.perf_counter()
+            _, p = self.judge.answers(asked, format_passage(candidate))
+            judged.append(
+                {
+                    "passage": getattr(candidate, "chunk_id", ""),
+                    "p": round(p, 3),
+                    "threshold": round(threshold, 3),
+                    "ms": round((time.perf_counter() - t0) * 1000, 1),
+                }
+            )
+            # The one the judge is surest of, by its lead over its bar: the nearest entry
+            # by its questions is not always the one that answers ("七天无理由退货的运费谁
+            # 出？" is nearest to "支持七天无理由退货吗？").
+            if p >= threshold and (best is None or p - threshold > best[0]):
+                best = (p - threshold, candidate)
+        return (best[1] if best else None), judged
+
+    def _retrieve(self, q: str, turns: list[Turn], match: Match | None) -> list[Any]:
+        # With a judge, a document's passage further down may be the one to judge.
+        k = max(self.top_k, DOCUMENT_SEARCH) if self.judge is not None else self.top_k
+        hits = list(self.retriever.search(q, top_k=k)) if q else []
+        if turns:
+            # A follow-up ("那空气炸锅呢？") is understood with the previous question; a new
+            # question ("你们支持货到付款吗？" after one on return shipping) needs its own
+            # passages, or the model answers the previous one again. Both, alternating.
+            context = self.retriever.search(f"{turns[-1].question} {q}", top_k=k)
+            hits = _alternate(hits, list(context), k)
+        if match is not None and match.verdict == "near":
+            # The nearest entry goes first, whatever the fused ranking did with it.
+            near = match.entry
+            rest = [h for h in hits if getattr(h, "chunk_id", None) != near.chunk_id]
+            hits = [near, *rest]
+        return hits
+
+    def _verbatim(self, match: Match, via: str, **detail: Any) -> Answer:
+        """The entry's stored answer, as it is (cleaned like every answer)."""
+        entry = match.entry
         return Answer(
-            text=self._clean(hit.metadata["answer"].strip()),
-            sources=[_source(hit)],
-            retrieval_ms=retrieval_ms,
+            text=self._clean(entry.answer, keep=[entry.answer]),
+            sources=[{**_source(entry), "score": round(match.evidence.match, 4)}],
             from_faq=True,
             finish_reason="faq",
+            outcome="faq",
+            detail={"via": via, **_evidence(match), **detail},
         )
 
-    def _refusal(self, **fields: Any) -> Answer:
-        return Answer(text=self.refusal_text, refused=True, handoff=True, **fields)
+    def _from_entry(self, entry: Match, refused: Answer, judged: list[dict[str, Any]]) -> Answer:
+        """The judge said the entry answers, but the model's answer from it could not be
+        backed: the entry's stored answer, as it is."""
+        answer = self._verbatim(entry, "judge", refused=refused.detail, judged=judged)
+        answer.retrieval_ms, answer.draft = refused.retrieval_ms, refused.draft
+        answer.generation_ms, answer.passages = refused.generation_ms, refused.passages
+        answer.prompt_tokens = refused.prompt_tokens
+        answer.completion_tokens = refused.completion_tokens
+        return answer
 
-    def _clean(self, text: str) -> str:
-        return mask_pii(self.sensitive(to_plain_text(text)))
+    def _refusal(self, **fields: Any) -> Answer:
+        return Answer(
+            text=self.refusal_text, refused=True, handoff=True, outcome="refused", **fields
+        )
+
+    def _clean(self, text: str, keep: Sequence[str] = ()) -> str:
+        """Plain text, sensitive words masked, and personal numbers masked unless the
+        knowledge in ``keep`` has them (the business's own phone numbers)."""
+        return mask_pii(self.sensitive(to_plain_text(text)), keep)
 
     def chat(
         self, messages: list[dict[str, str]], *, params: GenerationParams | None = None
@@ -238,6 +372,8 @@ class AnswerPipeline:
         masked = [{**m, "content": mask_pii(m.get("content") or "")} for m in messages]
         gate = AnswerGate([], 0.0, self._clean, check=False)
         answer = yield from self._run(masked, params or self.params, gate, retrieval_ms=0.0)
+        if answer.refused:
+            yield Delta(answer.text)
         yield Final(answer)
 
     def _generate(
@@ -247,20 +383,30 @@ class AnswerPipeline:
         turns: list[Turn],
         params: GenerationParams,
         retrieval_ms: float,
+        match: Match | None = None,
+        *,
+        instructions: str | None = None,
     ) -> Iterator[StreamEvent]:
         count = getattr(self.model, "count_tokens", None)
         budget = (self.n_ctx or 1 << 30) - params.max_tokens
         messages, used, _ = fit_messages(
-            question, hits, turns, count, budget, instructions=self.instructions
+            question, hits, turns, count, budget, instructions=instructions or self.instructions
         )
         passages = [format_passage(p) for p in used]
-        off_topic = self.off_topic(question, used, turns)
+        # A passage the model judged to answer the question is on its topic.
+        off_topic = self.off_topic(question, used, turns) if instructions is None else ()
+        if match is not None and match.verdict != "none":
+            # The entry the question is nearest to always backs the answer.
+            off_topic = tuple(
+                i for i in off_topic if getattr(used[i], "chunk_id", None) != match.entry.chunk_id
+            )
         gate = AnswerGate(
             passages,
             self.min_support,
-            self._clean,
+            lambda text: self._clean(text, keep=passages),
             off_topic=off_topic,
             question=question,
+            restates=instructions is not None,
         )
         answer = yield from self._run(messages, params, gate, retrieval_ms, passages)
         answer.off_topic = off_topic
@@ -354,135 +500,22 @@ class AnswerPipeline:
             draft=mask_pii("".join(draft).strip()),
             passages=passages or [],
         )
+        timings = {
+            "retrieval_ms": round(retrieval_ms, 1),
+            "generation_ms": round(usage["generation_ms"], 1),
+        }
         if gate.refused:
             answer = self._refusal(**usage)
-            yield Delta(answer.text)
+            answer.detail.update(check=gate.reason, missing=list(gate.unsupported), **timings)
             return answer
         text = gate.text
         if gate.stopped_early:
             text = f"{text}{HANDOFF_HINT}"
             yield Delta(HANDOFF_HINT)
-        return Answer(text=text, handoff=gate.stopped_early, **usage)
-
-
-class AnswerGate:
-    """Lets the answer through one sentence at a time, once each is checked.
-
-    The first claim decides whether there is an answer at all: the model's own refusal, or a
-    sentence whose words the passages do not back, makes the whole answer the hand-off
-    reply. A later such sentence ends the answer there (what was said stands). A sentence
-    that claims nothing checkable ("可以的。", "您好！") or only one word ("支持。",
-    "云朵小铺承担。") is held back until a sentence with a checkable claim follows it:
-    alone it would be an unbacked yes. (Asked whether an opened bath towel can be
-    returned, the 1.5B answered "支持。": the FAQ entry opens with that word, and the
-    exception for towels comes later in it.)
-
-    A question that asks how many, how much or how long (``question``) is answered
-    only by a number (or "免费", "当天"): until a backed sentence states one, the others
-    are held, and an answer without any is the hand-off reply. (Asked how many holes the
-    clothes rack needs, the 1.5B answered that it is installed free, every word backed.)
-    """
-
-    def __init__(
-        self,
-        passages: list[str],
-        min_support: float,
-        clean: Any,
-        *,
-        check: bool = True,
-        off_topic: Sequence[int] = (),
-        question: str = "",
-    ) -> None:
-        self.passages = passages
-        # FAQ entries about another question back nothing (AnswerPipeline.off_topic).
-        self._backing = [p for i, p in enumerate(passages) if i not in set(off_topic)]
-        self.min_support = min_support
-        self.clean = clean
-        self.check = check  # False: every sentence passes (cleaned), nothing is refused
-        # The question asks how many, how much or how long (asks_quantity): nothing is
-        # said until a sentence says it.
-        self._awaiting_quantity = asks_quantity(question)
-        self._buf = ""
-        self._held: list[str] = []
-        self._accepted: list[str] = []
-        self.refused = False
-        self.stopped_early = False
-        self.unsupported: tuple[str, ...] = ()
-
-    @property
-    def closed(self) -> bool:
-        return self.refused or self.stopped_early
-
-    @property
-    def text(self) -> str:
-        return re.sub(r"\n{3,}", "\n\n", "".join(self._accepted)).strip()
-
-    def restart(self) -> None:
-        """What was taken for the answer was reasoning after all (a late ``</think>``)."""
-        self._buf, self._held, self._accepted = "", [], []
-
-    def feed(self, text: str) -> list[str]:
-        self._buf += text
-        out: list[str] = []
-        while not self.closed:
-            m = _SENTENCE_END.search(self._buf)
-            if m is None:
-                break
-            sentence, self._buf = self._buf[: m.end()], self._buf[m.end() :]
-            out += self._check(sentence)
-        return out
-
-    def finish(self, complete: bool) -> list[str]:
-        """The end of the output: ``complete`` is False when a budget cut it off."""
-        out: list[str] = []
-        rest, self._buf = self._buf, ""
-        if not self.closed and rest.strip():
-            if complete or not self.text:
-                # The model ended without a full stop, or the budget ran out in the first
-                # sentence: check it, marked as cut off in the latter case.
-                out = self._check(rest if complete else rest.rstrip() + "…")
-        if self.check and not self.closed and not self.text:
-            self.refused = True  # nothing backed was said (or the budget went on reasoning)
-        return out
-
-    def _check(self, sentence: str) -> list[str]:
-        if not sentence.strip():
-            if self._accepted:
-                self._held.append(sentence)
-            return []
-        if not self.check:
-            return self._release(sentence)
-        backed = support(sentence, self._backing)
-        if is_refusal(sentence) or backed.ratio < self.min_support:
-            self.unsupported = backed.missing
-            if self._accepted:
-                self.stopped_early = True
-            else:
-                self.refused = True
-            return []
-        if not backed.terms or backed.thin:
-            self._held.append(sentence)
-            return []
-        if self._awaiting_quantity:
-            if not states_quantity(sentence, self._awaiting_quantity):
-                self._held.append(sentence)
-                return []
-            self._awaiting_quantity = None
-        return self._release(sentence)
-
-    def _release(self, sentence: str) -> list[str]:
-        out = []
-        for piece in [*self._held, sentence]:
-            cleaned = self.clean(piece) if piece.strip() else piece
-            if piece.endswith("\n") and not cleaned.endswith("\n"):
-                cleaned += "\n"
-            if not self._accepted:
-                cleaned = cleaned.lstrip()
-            if cleaned:
-                self._accepted.append(cleaned)
-                out.append(cleaned)
-        self._held = []
-        return out
+        detail: dict[str, Any] = dict(timings)
+        if gate.stopped_early:
+            detail.update(stopped=gate.reason, missing=list(gate.unsupported))
+        return Answer(text=text, handoff=gate.stopped_early, detail=detail, **usage)
 
 
 def _alternate(first: list[Any], second: list[Any], limit: int) -> list[Any]:
@@ -500,24 +533,37 @@ def _alternate(first: list[Any], second: list[Any], limit: int) -> list[Any]:
     return out
 
 
-def _normalise(text: str) -> str:
-    return _NOISE.sub("", text).lower()
+def _as_entry(passage: Any, match: Match | None) -> Match | None:
+    """A judged passage as an FAQ match (for its stored answer), or None for a document's."""
+    if match is not None and passage is match.entry:
+        return match
+    meta = getattr(passage, "metadata", None) or {}
+    if not (meta.get("question") and meta.get("answer")):
+        return None
+    entry = FaqEntry(
+        chunk_id=str(getattr(passage, "chunk_id", "")),
+        question=str(meta["question"]).strip(),
+        answer=str(meta["answer"]).strip(),
+        variants=(str(meta["question"]).strip(),),
+        category=str(getattr(passage, "category", "")),
+        source=str(getattr(passage, "source", "")),
+        section=str(getattr(passage, "section", "")),
+        metadata=dict(meta),
+    )
+    similarity = getattr(passage, "similarity", None) or 0.0
+    return Match(Evidence(entry, getattr(passage, "match", None) or 0.0, 0.0, similarity), "near")
 
 
-def faq_match(question: str, hits: Sequence[Any], threshold: float) -> Any | None:
-    """The FAQ hit whose question (or a listed paraphrase) is the customer's question,
-    near enough to answer with the stored answer verbatim: instant, and nothing invented."""
-    q = _normalise(question)
-    best, best_score = None, 0.0
-    for hit in hits:
-        meta = getattr(hit, "metadata", None) or {}
-        if not (q and meta.get("question") and meta.get("answer")):
-            continue
-        for candidate in [meta["question"], *(meta.get("similar_questions") or [])]:
-            score = difflib.SequenceMatcher(None, q, _normalise(candidate)).ratio()
-            if score > best_score:
-                best, best_score = hit, score
-    return best if best_score >= threshold else None
+def _evidence(match: Match) -> dict[str, Any]:
+    ev = match.evidence
+    return {
+        "entry": ev.entry.chunk_id,
+        "question": ev.entry.question,
+        "verdict": match.verdict,
+        "match": round(ev.match, 4),
+        "gap": round(ev.gap, 4),
+        "similarity": round(ev.similarity, 4),
+    }
 
 
 def _faq_questions(hit: Any) -> list[str]:
@@ -545,5 +591,4 @@ __all__ = [
     "Final",
     "REFUSAL_TEXT",
     "StreamEvent",
-    "faq_match",
 ]

@@ -35,7 +35,7 @@ _GENERIC = frozenset(
     """您好 你好 亲 亲爱 我们 您的 你们 如果 可以 需要 请您 请问 顾客 客户 客服 抱歉 非常 感谢 谢谢
     一下 一般 可能 如有 以及 或者 还是 但是 因为 所以 时候 什么 怎么 这个 那个 这些 那些 情况 问题
     相关 具体 进行 提供 帮助 帮您 为您 联系 咨询 回复 人工 服务 小铺 云朵 了解 确认 告诉 其他 目前
-    已经 是否 的话 就是 没有 不是 不会 我们的 您可以 的""".split()
+    已经 是否 的话 就是 没有 不是 不会 我们的 您可以 的 费用 过来 过去""".split()
 )
 _TIME_UNITS = "天|日|年|月|周|星期|号|点|小时|分钟|分|秒"
 _UNITS = f"{_TIME_UNITS}|个|次|件|张|元|块|斤|公斤|克|瓦|节|孔|人|层|米|岁|倍"
@@ -111,15 +111,20 @@ class Support:
     thin: bool = False
 
 
-def support(answer: str, passages: Iterable[str]) -> Support:
+def support(answer: str, passages: Iterable[str], restated: Iterable[str] = ()) -> Support:
     """How much of ``answer`` its best single passage backs, word by word.
 
     One passage, not all of them pooled: "礼品卡的有效期是12个月。" took "礼品卡" from the
     payment entry and "有效期" and "12个月" from others, and every word was "found"
     (bench/RESULTS.md, answer evaluation). A multi-sentence answer is checked sentence by
     sentence (AnswerGate), so each sentence may still come from a different passage.
+
+    Words in ``restated`` (the customer's own, when the passage is known to answer the
+    question) claim nothing: "有接机服务，从萧山机场过来…" restates "接机" and "过来". They
+    are left out of the check, never numbers; a sentence of nothing else is held.
     """
-    terms = content_terms(answer)
+    excused = {w for w in restated if not _NUMBER.fullmatch(w)}
+    terms = [t for t in content_terms(answer) if t not in excused or _NUMBER.fullmatch(t)]
     if not terms:
         return Support(1.0, ())
     best: tuple[str, ...] | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Collection
 
 # Digits not glued to other digits or letters (an order number's tail is not a phone).
 _EDGE_L = r"(?<![0-9A-Za-z])"
@@ -49,14 +50,22 @@ def _card(m: re.Match[str]) -> str:
     return _keep_ends(digits) if card else m.group()
 
 
-def mask_pii(text: str) -> str:
-    """Replaces phone, bank card and ID numbers in ``text`` by masked forms."""
+def mask_pii(text: str, keep: Collection[str] = ()) -> str:
+    """Replaces phone, bank card and ID numbers in ``text`` by masked forms. A number that
+    occurs in one of ``keep`` (the knowledge an answer comes from: a hotline, a service
+    hall's phone) is the business's own, and stays."""
     if not text or not any(ch.isdigit() for ch in text):
         return text
-    text = _ID.sub(lambda m: _keep_ends(m.group()), text)
-    text = _CARD.sub(_card, text)
-    text = _MOBILE.sub(lambda m: _keep_ends(re.sub(r"^\+?86[ -]?", "", m.group())), text)
-    return _LANDLINE.sub(lambda m: _keep_ends(m.group()), text)
+
+    def unless_kept(mask: Callable[[re.Match[str]], str]) -> Callable[[re.Match[str]], str]:
+        return lambda m: m.group() if any(m.group() in k for k in keep) else mask(m)
+
+    text = _ID.sub(unless_kept(lambda m: _keep_ends(m.group())), text)
+    text = _CARD.sub(unless_kept(_card), text)
+    text = _MOBILE.sub(
+        unless_kept(lambda m: _keep_ends(re.sub(r"^\+?86[ -]?", "", m.group()))), text
+    )
+    return _LANDLINE.sub(unless_kept(lambda m: _keep_ends(m.group())), text)
 
 
 #: The longest stretch of text a number to mask can span (a spaced 19-digit card).

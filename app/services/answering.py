@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select, update
 
 from app.channels.wechat.api import OfficialAccountAPI, WeChatAPIError
 from app.channels.wechat.split import split_message
 from app.extensions import db
-from app.metrics import ANSWER_SECONDS, ANSWERS
+from app.metrics import ANSWER_OUTCOMES, ANSWER_SECONDS, ANSWERS
 from app.ocr import OcrEngine
 from app.pipeline.answer import Answer
 from app.pipeline.privacy import mask_pii
@@ -74,12 +76,16 @@ def answer_message(
     try:
         replies = list(msg.replies)
         if not replies:
-            text, sources = _compose_answer(msg, settings, pipeline, api, ocr)
-            for seq, piece in enumerate(split_message(text)):
+            composed = _compose_answer(msg, settings, pipeline, api, ocr)
+            sources = json.dumps(composed.sources, ensure_ascii=False)
+            for seq, piece in enumerate(split_message(composed.text)):
                 db.session.add(
                     OutboundReply(inbound_id=msg.id, seq=seq, content=piece, sources=sources)
                 )
+            msg.outcome = composed.outcome
+            msg.outcome_detail = json.dumps(composed.detail, ensure_ascii=False)
             db.session.commit()
+            ANSWER_OUTCOMES.labels(outcome=composed.outcome, via=composed.via).inc()
             replies = list(msg.replies)
         if msg.delivery == "passive":
             # No customer-service API (48001): a callback of this customer carries it.
@@ -115,21 +121,46 @@ def answer_message(
         raise
 
 
+@dataclass(frozen=True)
+class Composed:
+    """An answer as it is stored: its text, sources, and what it was (the outcome)."""
+
+    text: str
+    sources: list[dict[str, Any]]
+    outcome: str
+    detail: dict[str, Any]
+
+    @property
+    def via(self) -> str:
+        """The metrics label of how it came about."""
+        return str(self.detail.get("via") or self.detail.get("check") or "")
+
+
+def _composed(answer: Answer, started: float) -> Composed:
+    detail = dict(answer.detail)
+    if answer.sources and answer.outcome == "generated":
+        detail.setdefault("sources", answer.sources)
+    detail["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return Composed(answer.text, answer.sources, answer.outcome, detail)
+
+
 def _compose_answer(
     msg: InboundMessage,
     settings: Settings,
     pipeline: Answerer,
     api: OfficialAccountAPI,
     ocr: Callable[[], OcrEngine] | None,
-) -> tuple[str, str]:
-    """The answer text and its sources (JSON) for ``msg``; images are read first."""
+) -> Composed:
+    """The answer for ``msg`` and what it was; images are read first."""
+    started = time.perf_counter()
     question = msg.content
     if msg.msg_type == "image" and not question:
         if ocr is None:
             raise RuntimeError("an image message needs an OCR engine")
         found = images.image_question(msg, settings, api, ocr())
         if found.question is None:
-            return found.reply or images.IMAGE_NO_TEXT, "[]"
+            reply = found.reply or images.IMAGE_NO_TEXT
+            return Composed(reply, [], "replied", {"via": "no text in the picture"})
         # Kept, so a retry after a failed send neither downloads nor reads it again.
         question = found.question
         msg.content = mask_pii(question)  # no phone, card or ID numbers at rest
@@ -148,16 +179,18 @@ def _compose_answer(
             answer = earlier(question, customer=customer, since=msg.created_at)
         if answer is None:
             answer = pipeline.answer(question, customer=customer)
-    return answer.text, json.dumps(answer.sources, ensure_ascii=False)
+    return _composed(answer, started)
 
 
 def _fail(msg: InboundMessage, error: str, errcode: int | None, errmsg: str) -> None:
     msg.status, msg.error = "failed", error[:2000]
+    msg.outcome = "failed"
     for reply in msg.replies:
         if reply.status != "sent":
             reply.status, reply.errcode, reply.errmsg = "failed", errcode, errmsg[:2000]
     db.session.commit()
     ANSWERS.labels(outcome="failed").inc()
+    ANSWER_OUTCOMES.labels(outcome="failed", via="").inc()
 
 
 def _spent(msg: InboundMessage, error: str, settings: Settings) -> bool:

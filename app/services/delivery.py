@@ -9,11 +9,13 @@ known at once (an FAQ hit, app/services/instant_faq.py) is the reply to the firs
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
 
+from app.metrics import ANSWER_OUTCOMES
 from app.services import inbound, instant_faq, intake, passive
 from app.services.routing import Decision
 from app.settings import Settings
@@ -59,6 +61,8 @@ def respond(
         delivery="passive" if held else "custom",
         answer=instant.text if instant else None,
         sources=instant.sources if instant else "",
+        outcome="faq" if instant else "",
+        outcome_detail=json.dumps(instant.detail, ensure_ascii=False) if instant else "",
         # async mode: no earlier answer can be waiting for a passive reply, so the
         # answer is recorded as this request's reply in the same commit (hot path).
         answer_sent=not held,
@@ -69,6 +73,9 @@ def respond(
     if taken.refused:  # rate limit or flood protection: a polite reply, nothing queued
         return _text(taken.decision.text, taken.refused)
     if instant is not None:
+        ANSWER_OUTCOMES.labels(outcome="faq", via=f"web:{instant.detail['via']}").inc()
+        customer = f"{incoming.channel}:{incoming.customer}"
+        instant_faq.remember(customer, decision.text, instant.text, settings)
         if not held:
             return Reply("text", instant.text, "instant")
         return _text(passive.carry(message_id), "instant")

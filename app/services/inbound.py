@@ -36,12 +36,15 @@ def record(
     sources: str = "",
     answer_sent: bool = False,
     before_commit: Callable[[InboundMessage], None] | None = None,
+    outcome: str = "",
+    outcome_detail: str = "",
 ) -> int | None:
     """Stores the message once and returns its id; None for a retry of one already stored.
 
     With ``answer`` (known at once, e.g. an FAQ's stored answer) the message is stored
     ready for passive delivery, its answer beside it, in the same transaction; with
-    ``answer_sent`` too, as answered by the reply to this very request (one commit).
+    ``answer_sent`` too, as answered by the reply to this very request (one commit);
+    ``outcome`` and ``outcome_detail`` say what that answer was.
     `before_commit` sees the row once it is known to be new, inside the same transaction
     (admission: counted and judged once per message, committed with it).
     The id is taken before the commit: reading it afterwards would reload the expired row
@@ -56,6 +59,8 @@ def record(
         media_id=msg.media_id,
         status="ready" if answer is not None else status,
         delivery="passive" if answer is not None else delivery,
+        outcome=outcome,
+        outcome_detail=outcome_detail,
     )
     if answer is not None and answer_sent:
         row.status, row.passive_reply = "answered", answer

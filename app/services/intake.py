@@ -8,10 +8,12 @@ and flood protection, and queue the answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
-from app.services import admission, inbound
+from app.metrics import ANSWER_OUTCOMES
+from app.services import admission, inbound, instant_faq
 from app.services.inbound import IncomingMessage
 from app.services.routing import Decision, route
 from app.settings import Settings
@@ -21,6 +23,8 @@ from app.store import InboundMessage
 REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
 
 _STATUS = {"answer": "received", "reply": "answered", "handoff": "handoff"}
+#: What a message that needs no answer from the knowledge got (the stored outcome).
+_OUTCOME = {"reply": "replied", "handoff": "handed_off"}
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,42 @@ def incoming_from(channel: str, fields: dict[str, str], decision: Decision) -> I
     )
 
 
-def take_in(channel: str, fields: dict[str, str], settings: Settings) -> Intake:
-    """Stores the message once and queues its answer when it needs one and is admitted."""
+def take_in(
+    channel: str, fields: dict[str, str], settings: Settings, *, instant: bool = False
+) -> Intake:
+    """Stores the message once and queues its answer when it needs one and is admitted.
+
+    With ``instant``, a question that is an FAQ entry's (app/services/instant_faq.py) is
+    answered here: stored answered, and the decision becomes that reply (for the channel's
+    passive reply); a retry of it gets the same reply again (the first may be lost)."""
     decision = route(fields, settings)
-    taken = admit_and_record(incoming_from(channel, fields, decision), decision, settings)
-    if taken.message_id is not None and not taken.refused and decision.action == "answer":
+    incoming = incoming_from(channel, fields, decision)
+    found = None
+    if instant and decision.action == "answer" and incoming.msg_type in ("text", "voice"):
+        found = instant_faq.lookup(decision.text, settings)
+    record: dict[str, Any] = {}
+    if found is not None:
+        record = {
+            "answer": found.text,
+            "sources": found.sources,
+            "answer_sent": True,
+            "outcome": "faq",
+            "outcome_detail": json.dumps(found.detail, ensure_ascii=False),
+        }
+    taken = admit_and_record(incoming, decision, settings, **record)
+    if taken.message_id is None and found is not None:
+        row = inbound.find(incoming.channel, incoming.dedup_key)
+        stored = row.passive_reply if row is not None else ""
+        inbound.done_reading()
+        return replace(taken, decision=Decision("reply", stored)) if stored else taken
+    if taken.message_id is None or taken.refused:
+        return taken
+    if found is not None:
+        ANSWER_OUTCOMES.labels(outcome="faq", via=f"web:{found.detail['via']}").inc()
+        customer = f"{incoming.channel}:{incoming.customer}"
+        instant_faq.remember(customer, decision.text, found.text, settings)
+        return replace(taken, decision=Decision("reply", found.text))
+    if decision.action == "answer":
         inbound.enqueue_answer(taken.message_id)
     return taken
 
@@ -77,6 +112,8 @@ def admit_and_record(
     protection in the same transaction (``record``: extra arguments of inbound.record)."""
     status = _STATUS.get(decision.action, "ignored")
     if decision.action != "answer":
+        if decision.action in _OUTCOME:
+            record.setdefault("outcome", _OUTCOME[decision.action])
         return Intake(decision, inbound.record(incoming, status=status, **record))
 
     busy = admission.backlog_full(settings)
@@ -87,6 +124,7 @@ def admit_and_record(
         verdicts.append(verdict)
         if not verdict.admitted:
             row.status, row.error, row.passive_reply = "ignored", verdict.reason, ""
+            row.outcome, row.outcome_detail = verdict.kind, ""
 
     message_id = inbound.record(incoming, status=status, before_commit=admit, **record)
     if message_id is None:

@@ -508,7 +508,7 @@ def search(
         hits = [
             h
             for h in hits
-            if (h.similarity if h.similarity is not None else h.score) >= score_threshold
+            if (h.relevance if h.relevance is not None else h.score) >= score_threshold
         ]
     return hits
 
@@ -560,7 +560,7 @@ def hit_dict(hit: Hit, rank: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "rank": rank,
         "score": round(hit.score, 6),
-        "similarity": round(hit.similarity, 6) if hit.similarity is not None else None,
+        "similarity": round(hit.relevance, 6) if hit.relevance is not None else None,
         "chunk_id": hit.chunk_id,
         "document_id": hit.doc_id,
         "source": hit.source,

@@ -9,7 +9,7 @@ from app import resources
 from app.extensions import db
 from app.knowledge.store import Hit
 from app.metrics import ANSWERS
-from app.pipeline.answer import faq_match
+from app.pipeline.privacy import mask_pii
 from app.services import fetch, llm_jobs
 from app.settings import Settings
 from app.store import HandoffRequest
@@ -20,7 +20,7 @@ HANDOFF_MESSAGE = "已为您转接人工客服，请稍候，客服人员会尽�
 def passage(hit: Hit) -> dict[str, Any]:
     """One retrieved passage as the tools and /dify/retrieval show it."""
     meta = hit.metadata or {}
-    score = hit.similarity if hit.similarity is not None else hit.score
+    score = hit.relevance if hit.relevance is not None else hit.score
     item: dict[str, Any] = {
         "content": hit.text,
         "score": round(max(0.0, min(1.0, float(score))), 4),
@@ -43,26 +43,29 @@ def search(settings: Settings, query: str, top_k: int, category: str = "") -> li
 
 
 def faq_lookup(settings: Settings, question: str) -> dict[str, Any]:
-    """The FAQ entry that *is* the customer's question (same or a listed paraphrase), if any;
-    otherwise the closest FAQ questions, for the caller to decide."""
-    store = resources.knowledge_store(settings)
-    hits = store.search(question, top_k=max(5, settings.retrieval_top_k))
-    faqs = [h for h in hits if (h.metadata or {}).get("question") and h.metadata.get("answer")]
-    best = faq_match(question, faqs, settings.faq_direct_threshold)
+    """The FAQ entry that *is* the customer's question (by its characters, or by meaning
+    with the verbatim thresholds: app/faq/matching.py), if any; otherwise the closest FAQ
+    questions, for the caller to decide."""
+    matcher = resources.faq_matcher(settings)
+    q = mask_pii(question.strip())
+    best = matcher.best(q)
+    nearest = matcher.nearest(q, 3)
+    found = best is not None and best.verdict == "verbatim"
     result: dict[str, Any] = {
-        "found": best is not None,
+        "found": found,
         "question": "",
         "answer": "",
         "category": "",
         "source": "",
-        "candidates": [str(h.metadata["question"]) for h in faqs[:3]],
+        "candidates": [m.entry.question for m in nearest],
     }
-    if best is not None:
+    if found and best is not None:
+        entry = best.entry
         result.update(
-            question=str(best.metadata["question"]),
-            answer=str(best.metadata["answer"]).strip(),
-            category=best.category,
-            source=best.source,
+            question=entry.question,
+            answer=entry.answer,
+            category=entry.category,
+            source=entry.source,
         )
     return result
 

@@ -60,6 +60,13 @@ class InboundMessage(db.Model):
     callback_tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: The passive reply text given to a try of this message, given again to a retry.
     passive_reply: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # --- outcome (migration 0008_answer_outcome) ---
+    #: What the answer was: faq (an entry's stored answer), generated, refused (the
+    #: hand-off reply), handed_off (asked for a person), failed; empty until answered.
+    outcome: Mapped[str] = mapped_column(String(16), default="", server_default="", index=True)
+    #: JSON: how it came about (the entry and its evidence, the check that refused and
+    #: why, the sources, timings).
+    outcome_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     replies: Mapped[list[OutboundReply]] = relationship(
         back_populates="inbound", order_by="OutboundReply.seq"

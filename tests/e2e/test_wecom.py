@@ -12,6 +12,7 @@ is still answered once.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,10 +34,12 @@ from app.simulator.wecom_callback import WeComCallbackClient
 from app.simulator.wecom_cli import wecom as wecom_cli
 from tests.conftest import temp_pg_database
 from tests.support import (
+    BIN,
     TEST_MODEL,
     Processes,
     base_env,
     broker_url,
+    free_port,
     start_service,
     wait_until,
 )
@@ -94,6 +97,7 @@ class WeComService:
     db: sa.Engine
     broker: str
     warmup_token_requests: dict[str, int]
+    instant_url: str = ""  # a web process that answers FAQ questions itself
 
     def client(self, token: str = TOKEN, corp: str = CORP) -> WeComCallbackClient:
         return WeComCallbackClient(self.url + "/wecom", token, corp, AES, AGENT)
@@ -163,10 +167,21 @@ def wecom(
             LLM_MAX_TOKENS="48",
             LLM_N_THREADS="1",
             OMP_NUM_THREADS="1",
+            # These tests follow questions through the workers; FAQ questions answered in
+            # the web tier at once are the instant web process's (test below).
+            WECHAT_INSTANT_FAQ="false",
         )
         url = start_service(processes, env, "wecom", web_workers=1, concurrency=WORKERS)
+        instant_port = free_port()
+        processes.start(
+            "wecom-instant",
+            [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{instant_port}", "--workers", "1"]
+            + ["--worker-class", "gthread", "--threads", "4", "app.wsgi:app"],
+            {**env, "WECHAT_INSTANT_FAQ": "true"},
+        )
         engine = sa.create_engine(database_url)
         service = WeComService(url, handle.url, sim, gate, engine, broker, {})
+        service.instant_url = f"http://127.0.0.1:{instant_port}"
         try:
             # One question per worker process at once: each loads its model now, and the
             # first token is fetched by one of them only.
@@ -184,6 +199,7 @@ def wecom(
             gate.release()
             engine.dispose()
             processes.stop("wecom-web")
+            processes.stop("wecom-instant")
             processes.stop("wecom-worker")
             handle.stop()
 
@@ -228,6 +244,27 @@ def test_cli_simulate_prints_the_answer_sent_through_message_send(wecom: WeComSe
     assert result.exit_code == 0, result.output
     assert "99" in result.output  # the FAQ: 满99元包邮
     assert [m["content"] for m in wecom.delivered(member)] == [result.output.strip()]
+
+
+def test_an_faq_question_is_answered_at_once_as_the_encrypted_passive_reply(
+    wecom: WeComService, processes: Processes
+) -> None:
+    wait_until(lambda: "FAQ table ready" in processes.log("wecom-instant"), 120, "the FAQ table")
+    client = WeComCallbackClient(wecom.instant_url + "/wecom", TOKEN, CORP, AES, AGENT)
+    member = _member()
+    xml = client.text(member, "开发票怎么弄")  # no listed paraphrase: matched by meaning
+    first = client.decrypt_reply(client.post(xml).text)
+    assert first is not None and "电子普通发票" in first["Content"], first
+    again = client.decrypt_reply(client.post(xml).text)  # WeCom's retry: the same reply
+    assert again is not None and again["Content"] == first["Content"]
+    msg_id = xml.split("<MsgId>")[1].split("</MsgId>")[0]
+    [row] = wecom.rows(
+        "SELECT status, outcome, outcome_detail FROM inbound_messages WHERE dedup_key=:k",
+        k=msg_id,
+    )
+    assert (row.status, row.outcome) == ("answered", "faq")
+    assert json.loads(row.outcome_detail)["via"] == "meaning"
+    assert wecom.delivered(member) == []  # nothing through message/send
 
 
 def test_hostile_input_is_4xx_and_creates_no_work(wecom: WeComService) -> None:

@@ -99,6 +99,14 @@ POLICY_MD = """# 测试商店售后政策
 """
 
 
+def faq_chunks(rows: list[tuple[str, str, str, str]] = FAQ_ROWS) -> int:
+    """Rows an FAQ file is indexed as: one per entry, one per question of each entry."""
+    return sum(
+        1 + len(dict.fromkeys(q for q in [question, *similar.split("|")] if q.strip()))
+        for question, _answer, similar, _category in rows
+    )
+
+
 def faq_csv(rows: list[tuple[str, str, str, str]] = FAQ_ROWS) -> str:
     import csv
     import io

@@ -72,14 +72,23 @@ def test_pack_sentences_respects_bounds() -> None:
     assert all(len(p) <= 20 for p in pack_sentences(["字" * 95], 20, 5))
 
 
-def test_faq_entry_is_one_chunk(tmp_path: Path) -> None:
+def test_faq_entry_is_one_chunk_and_each_question_one_more(tmp_path: Path) -> None:
     (tmp_path / "faq.csv").write_text(faq_csv(), encoding="utf-8")
     doc = load_document(tmp_path / "faq.csv", tmp_path)
 
     chunks = chunk_document(doc)
 
-    assert len(chunks) == len(doc.faqs)
-    first = chunks[0]
+    entries = [c for c in chunks if c.kind == "faq"]
+    questions = [c for c in chunks if c.kind == "faq_q"]
+    assert len(entries) == len(doc.faqs)
+    assert len(questions) == sum(1 + len(set(f.similar_questions)) for f in doc.faqs)
+    first = entries[0]
+    # The entry's own question and its paraphrases, embedded as queries, at its position.
+    mine = [c for c in questions if c.position == first.position]
+    assert [c.text for c in mine] == ["如何修改收货地址？", "地址写错了", "能改地址吗"]
+    assert all(c.embeds_as_query and not first.embeds_as_query for c in mine)
+    assert all(c.metadata["entry_chunk_id"] == first.chunk_id for c in mine)
+    assert first.embed_text == f"{first.metadata['question']}\n{first.metadata['answer']}"
     assert first.text.splitlines() == [
         "如何修改收货地址？",
         "地址写错了",
@@ -109,6 +118,7 @@ def test_removing_a_faq_row_keeps_the_other_ids(tmp_path: Path) -> None:
     before = chunk_document(load_document(tmp_path / "faq.csv", tmp_path))
     (tmp_path / "faq.csv").write_text(faq_csv(FAQ_ROWS[1:] + FAQ_ROWS[1:2]), encoding="utf-8")
     after = chunk_document(load_document(tmp_path / "faq.csv", tmp_path))
+    before, after = ([c for c in x if c.kind == "faq"] for x in (before, after))
 
     assert [c.chunk_id for c in after[:-1]] == [c.chunk_id for c in before[1:]]
     assert [c.position for c in after[:-1]] == list(range(len(before) - 1))

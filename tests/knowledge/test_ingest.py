@@ -9,7 +9,7 @@ from app.knowledge.chunking import chunk_document
 from app.knowledge.ingest import IngestReport, ingest_directory
 from app.knowledge.sources import load_document
 from app.knowledge.store import KnowledgeStore
-from tests.knowledge.conftest import FAQ_ROWS, POLICY_MD, faq_csv
+from tests.knowledge.conftest import FAQ_ROWS, POLICY_MD, faq_chunks, faq_csv
 
 
 def _statuses(report: IngestReport) -> dict[str, str]:
@@ -28,7 +28,7 @@ def test_ingest_reports_each_file_and_hybrid_finds_chinese_paraphrases(
 
     by_source = {d.source: d for d in report.documents}
     assert set(by_source) == {"broken.csv", "faq.csv", "policy.md", "scan.pdf", "slides.pptx"}
-    assert (by_source["faq.csv"].status, by_source["faq.csv"].chunks) == ("indexed", len(FAQ_ROWS))
+    assert (by_source["faq.csv"].status, by_source["faq.csv"].chunks) == ("indexed", faq_chunks())
     assert by_source["faq.csv"].kind == "faq" and len(by_source["faq.csv"].sha256) == 64
     assert (by_source["policy.md"].status, by_source["policy.md"].chunks) == ("indexed", 4)
     assert by_source["policy.md"].title == "测试商店售后政策"
@@ -38,7 +38,7 @@ def test_ingest_reports_each_file_and_hybrid_finds_chinese_paraphrases(
     assert by_source["broken.csv"].status == "failed"
     assert "answer" in by_source["broken.csv"].message
     assert not report.ok
-    assert store.count() == len(FAQ_ROWS) + 4
+    assert store.count() == faq_chunks() + 4
 
     # Paraphrases that share few words with the FAQ: found by the questions' vectors and
     # BM25 (jieba) together.
@@ -65,7 +65,7 @@ def test_reingest_unchanged_is_skipped(store: KnowledgeStore, kb_dir: Path) -> N
     assert store.chunk_ids("faq.csv") == ids_before
     forced = ingest_directory(store, kb_dir, known_hashes={})
     assert set(_statuses(forced).values()) == {"indexed"}
-    assert store.count() == len(FAQ_ROWS) + 4
+    assert store.count() == faq_chunks() + 4
 
 
 def test_collection_wiped_behind_the_records_back_is_reindexed(
@@ -78,7 +78,7 @@ def test_collection_wiped_behind_the_records_back_is_reindexed(
     again = ingest_directory(store, kb_dir, known_hashes=records)
 
     assert set(_statuses(again).values()) == {"indexed"}
-    assert store.count() == len(FAQ_ROWS) + 4
+    assert store.count() == faq_chunks() + 4
 
 
 def test_changed_documents_are_replaced_without_leftovers(
@@ -113,7 +113,7 @@ def test_changed_documents_are_replaced_without_leftovers(
     for source in ("faq.csv", "policy.md"):
         expected = {c.chunk_id for c in chunk_document(load_document(kb_dir / source, kb_dir))}
         assert store.chunk_ids(source) == expected
-    assert store.count() == len(rows) + 4
+    assert store.count() == faq_chunks(rows) + 4
     new_sha = load_document(kb_dir / "policy.md", kb_dir).sha256
     assert store.document_hashes()["policy.md"] == new_sha
     texts = [h.text for h in store.search("保修 一年 密码 修改地址", 20, mode="bm25")]
@@ -131,4 +131,4 @@ def test_prune_only_when_asked(store: KnowledgeStore, kb_dir: Path) -> None:
     pruned = ingest_directory(store, kb_dir, prune=True)
     deleted = [d for d in pruned.documents if d.status == "deleted"]
     assert [(d.doc_id, d.chunks) for d in deleted] == [("policy.md", 4)]
-    assert store.count(doc_id="policy.md") == 0 and store.count() == len(FAQ_ROWS)
+    assert store.count(doc_id="policy.md") == 0 and store.count() == faq_chunks()

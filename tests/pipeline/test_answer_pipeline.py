@@ -30,28 +30,31 @@ def test_an_faq_question_gets_the_stored_answer_without_the_model(
     assert answer.completion_tokens == 0
 
 
-def test_cash_on_delivery_is_refused_not_invented(pipeline: AnswerPipeline) -> None:
-    # knowledge/faq.csv says nothing about it; a 1.5B model once answered "我们支持货到付款。"
+def test_cash_on_delivery_is_never_invented(pipeline: AnswerPipeline) -> None:
+    # A 1.5B model once answered "我们支持货到付款。" The payment entry lists what is
+    # supported and says nothing else is: its stored answer, or the hand-off, are right.
     answer = pipeline.answer("你们支持货到付款吗？")
-    assert answer.refused
-    assert answer.handoff
-    assert answer.text == REFUSAL_TEXT
-    assert "人工" in answer.text
-    assert answer.sources == []
+    assert "支持货到付款" not in answer.text.replace("不支持货到付款", "")
+    if answer.refused:
+        assert answer.handoff and answer.text == REFUSAL_TEXT and "人工" in answer.text
+        assert answer.sources == []
+    else:
+        assert answer.outcome == "faq" and "暂不支持其他支付方式" in answer.text
 
 
 def test_an_answer_from_the_knowledge_keeps_its_facts_and_sources(
     pipeline: AnswerPipeline,
 ) -> None:
-    answer = pipeline.answer("你们默认发的是哪家快递？")
+    answer = pipeline.answer("中通发货要几天能到？走的是哪家快递")
     assert not answer.refused, answer.draft
     assert "中通" in answer.text
     assert any(s["source"] == "faq.csv" for s in answer.sources)
-    assert answer.completion_tokens > 0
+    assert answer.completion_tokens > 0  # the model wrote it (or its answer was replaced
+    assert answer.outcome == "generated" or answer.detail["via"] == "judge"  # by the entry's)
 
 
 def test_stream_yields_checked_text_then_the_final_answer(pipeline: AnswerPipeline) -> None:
-    events = list(pipeline.stream("你们默认发的是哪家快递？"))
+    events = list(pipeline.stream("中通发货要几天能到？走的是哪家快递"))
     final = events[-1]
     assert isinstance(final, Final)
     deltas = [e for e in events[:-1] if isinstance(e, Delta)]
@@ -102,7 +105,7 @@ def test_sensitive_words_are_masked_in_faq_and_model_answers(
     faq = pipeline.answer("你们用什么快递发货？")
     assert faq.from_faq
     assert "中通" not in faq.text and "**快递" in faq.text
-    model = pipeline.answer("你们默认发的是哪家快递？")
+    model = pipeline.answer("中通发货要几天能到？走的是哪家快递")
     assert not model.refused, model.draft
     assert "中通" not in model.text and "**" in model.text
 
@@ -113,9 +116,11 @@ def test_phone_numbers_never_reach_the_model(pipeline: AnswerPipeline) -> None:
         assert "13812345678" not in text
 
 
-def test_token_budget_still_gives_a_clean_answer(pipeline: AnswerPipeline) -> None:
+def test_token_budget_still_gives_a_clean_answer(kb: KnowledgeStore, engine: LlamaEngine) -> None:
+    # The model answers from the passages (no FAQ matching, no judge): its answer is cut.
+    plain = AnswerPipeline(kb, engine, GREEDY, n_ctx=engine.n_ctx)
     short = replace(GREEDY, max_tokens=6)
-    answer = pipeline.answer("不喜欢想退货，寄回去的运费谁付", params=short)
+    answer = plain.answer("不喜欢想退货，寄回去的运费谁付", params=short)
     assert answer.finish_reason in ("length", "stop", "cancelled")
     assert answer.completion_tokens <= 6
     assert answer.text  # a complete sentence, a cut one marked "…", or the hand-off reply

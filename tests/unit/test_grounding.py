@@ -120,3 +120,30 @@ def test_questions_that_ask_for_a_quantity_are_told_apart() -> None:
     assert states_quantity("安装免费", "price") and not states_quantity("安装免费", "count")
     assert states_quantity("当天发出", "time") and not states_quantity("当天发出", "price")
     assert not states_quantity("一般一下就好", "count")
+
+
+TRANSFER = (
+    "问：酒店提供接送机服务吗？\n答：酒店提供付费接送服务：杭州萧山国际机场单程260元/车，"
+    "杭州东站单程120元/车，请至少提前24小时预约。"
+)
+
+
+def test_a_judged_answer_may_restate_the_customers_words() -> None:
+    question = "有接机接站的服务吗 从萧山机场过来"
+    draft = "接机接站单程260元/车。"
+    judged = AnswerGate([TRANSFER], 0.7, lambda s: s, question=question, restates=True)
+    judged.feed(draft)
+    judged.finish(complete=True)
+    assert not judged.refused and "260元" in judged.text
+    # Without the judgement, "接机" (the customer's word) is a claim no passage backs.
+    plain = AnswerGate([TRANSFER], 0.7, lambda s: s, question=question)
+    plain.feed(draft)
+    plain.finish(complete=True)
+    assert plain.refused and "接机" in plain.unsupported
+
+
+def test_a_number_is_never_excused_because_the_customer_wrote_it() -> None:
+    gate = AnswerGate([TRANSFER], 0.7, lambda s: s, question="接机是不是300元一趟", restates=True)
+    gate.feed("接机单程300元/车。")
+    gate.finish(complete=True)
+    assert gate.refused and gate.reason == "support"

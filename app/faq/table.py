@@ -1,0 +1,330 @@
+"""Every FAQ entry with the vectors of its questions, in memory, matched without a round trip.
+
+A web process answers an FAQ question as the reply to WeChat's first request, and a worker
+decides before the model whether a question is an entry's: both need the nearest entry
+and how clear the choice is, exactly, over all entries (a search returns only the rows it
+ranked). So each process keeps a table, read from the knowledge collection's FAQ rows
+(app/knowledge/chunking.py: an entry row embedded with its answer, a row per question
+embedded as a query) at start and every ``REFRESH_S``. Scoring a question is one
+matrix-vector product: about 0.1 ms for a thousand entries, next to 5-15 ms for the
+question's embedding, which the store's embedding cache shares with retrieval.
+
+A question that is an entry's own or a listed paraphrase nearly to the character (typos,
+punctuation: ``FAQ_DIRECT_THRESHOLD``) is found by characters alone, without embedding.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 60.0
+#: The entries after the nearest (by its questions) whose answers it is compared with.
+AGREEMENT_PEERS = 2
+#: Milvus' cap on one query's offset + limit: larger FAQ sets are not held (entries and
+#: questions together).
+MAX_ROWS = 16384
+_NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def normalise(text: str) -> str:
+    """What character matching compares: no spaces, punctuation or case."""
+    return _NOISE.sub("", text).lower()
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    """One FAQ entry as stored: shaped like a search hit (``metadata``, ``source``...), so
+    the pipeline can treat it as a passage."""
+
+    chunk_id: str
+    question: str
+    answer: str
+    variants: tuple[str, ...]
+    category: str = ""
+    source: str = ""
+    section: str = ""
+    doc_id: str = ""
+    position: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    kind: str = "faq"
+
+    @property
+    def text(self) -> str:
+        return "\n".join([self.question, *self.variants[1:], self.answer])
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How a question relates to one entry.
+
+    ``match``: cosine with the nearest of the entry's questions (question against question);
+    ``gap``: how far ahead of the next entry's nearest question that is; ``similarity``:
+    cosine with the entry's question and answer together (a question about one detail of
+    the answer is near it); ``characters``: the question is one of the entry's own nearly to
+    the character (then the other numbers may be 0: no embedding was needed).
+    """
+
+    entry: FaqEntry
+    match: float
+    gap: float
+    similarity: float
+    characters: bool = False
+    #: How far this entry's ``similarity`` is ahead of the next nearest entries' (the two
+    #: after it by ``match``): negative when another entry's answer is closer.
+    agreement: float = 1.0
+
+
+class _CharIndex:
+    """Normalised questions, and an index from each character to the questions holding it,
+    to bound difflib's ratio before computing it."""
+
+    def __init__(self) -> None:
+        self.exact: dict[str, int] = {}
+        self.keys: list[tuple[int, frozenset[str], int, str]] = []
+        self.postings: dict[str, list[int]] = {}
+
+    def add(self, key: str, entry: int) -> None:
+        self.exact.setdefault(key, entry)
+        chars = frozenset(key)
+        for char in chars:
+            self.postings.setdefault(char, []).append(len(self.keys))
+        self.keys.append((len(key), chars, entry, key))
+
+    def find(self, q: str, threshold: float) -> int | None:
+        """The entry one of whose questions has a difflib ratio of at least ``threshold``
+        with ``q`` (the best such), or None."""
+        if q in self.exact:
+            return self.exact[q]
+        n, chars = len(q), frozenset(q)
+        # ratio = 2M/(n+m) >= t, with M matched characters <= min(n, m), bounds m...
+        lo, hi = math.ceil(threshold * n / (2 - threshold)), int((2 - threshold) * n / threshold)
+        # ...and M <= n less the question's characters a key lacks: few may be missing.
+        missing = max(0, n - math.ceil(threshold * (n + lo) / 2))
+        shared = Counter(chain.from_iterable(self.postings.get(c, ()) for c in chars))
+        need = len(chars) - missing
+        best, best_score = None, 0.0
+        for i, count in shared.items():
+            m, key_chars, entry, key = self.keys[i]
+            if count < need or not lo <= m <= hi:
+                continue
+            matches = min(n - len(chars - key_chars), m - len(key_chars - chars))
+            if 2 * matches < threshold * (n + m):
+                continue
+            score = difflib.SequenceMatcher(None, q, key).ratio()
+            if score >= threshold and score > best_score:
+                best, best_score = entry, score
+        return best
+
+
+class FaqTable:
+    """The FAQ entries of one collection and their vectors."""
+
+    def __init__(
+        self,
+        entries: Sequence[FaqEntry],
+        question_vectors: np.ndarray,
+        owners: np.ndarray,
+        entry_vectors: np.ndarray,
+        question_texts: Sequence[str] = (),
+    ) -> None:
+        self.entries = list(entries)
+        self._questions = question_vectors  # (questions, dim), unit rows
+        self._owners = owners  # (questions,): the entry of each question
+        self._question_texts = list(question_texts)
+        self._question_at: dict[tuple[int, str], int] | None = None
+        self._entry_vectors = entry_vectors  # (entries, dim)
+        self._char_index: _CharIndex | None = None
+
+    def _chars(self) -> _CharIndex:
+        if self._char_index is None:
+            index = _CharIndex()
+            for i, entry in enumerate(self.entries):
+                for variant in entry.variants:
+                    if key := normalise(variant):
+                        index.add(key, i)
+            self._char_index = index
+        return self._char_index
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @classmethod
+    def empty(cls) -> FaqTable:
+        none = np.zeros((0, 0), dtype=np.float32)
+        return cls([], none, np.zeros(0, dtype=np.int64), none)
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict[str, Any]]) -> FaqTable:
+        """From the collection's FAQ rows (KnowledgeStore.faq_rows): an entry row and its
+        question rows share the document and position."""
+        entry_rows: dict[tuple[str, int], dict[str, Any]] = {}
+        question_rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for row in rows:
+            key = (str(row.get("doc_id", "")), int(row.get("position", 0) or 0))
+            if row.get("kind") == "faq":
+                entry_rows[key] = row
+            else:
+                question_rows.setdefault(key, []).append(row)
+        entries: list[FaqEntry] = []
+        entry_vectors: list[Any] = []
+        question_vectors: list[Any] = []
+        question_texts: list[str] = []
+        owners: list[int] = []
+        for key, row in sorted(entry_rows.items()):
+            meta = row.get("metadata") or {}
+            questions = question_rows.get(key, [])
+            if not (isinstance(meta, dict) and meta.get("question") and meta.get("answer")):
+                continue
+            if row.get("dense") is None or not questions:
+                continue
+            similar = [str(v) for v in meta.get("similar_questions") or []]
+            entries.append(
+                FaqEntry(
+                    chunk_id=str(row.get("chunk_id", "")),
+                    question=str(meta["question"]).strip(),
+                    answer=str(meta["answer"]).strip(),
+                    variants=tuple(dict.fromkeys([str(meta["question"]).strip(), *similar])),
+                    category=str(row.get("category", "")),
+                    source=str(row.get("source", "")),
+                    section=str(row.get("section", "")),
+                    doc_id=key[0],
+                    position=key[1],
+                    metadata=dict(meta),
+                )
+            )
+            entry_vectors.append(row["dense"])
+            for q in questions:
+                question_vectors.append(q["dense"])
+                question_texts.append(str(q.get("text", "")))
+                owners.append(len(entries) - 1)
+        if not entries:
+            return cls.empty()
+        return cls(
+            entries,
+            _unit(np.asarray(question_vectors, dtype=np.float32)),
+            np.asarray(owners, dtype=np.int64),
+            _unit(np.asarray(entry_vectors, dtype=np.float32)),
+            question_texts,
+        )
+
+    def question_index(self, entry: int, text: str) -> int | None:
+        """Which question row is ``text`` of entry number ``entry`` (calibration)."""
+        if self._question_at is None:
+            pairs = zip(self._owners.tolist(), self._question_texts, strict=False)
+            self._question_at = {(o, t): i for i, (o, t) in enumerate(pairs)}
+        return self._question_at.get((entry, text))
+
+    def by_characters(self, question: str, threshold: float) -> FaqEntry | None:
+        """The entry one of whose questions ``question`` is, nearly to the character."""
+        q = normalise(question)
+        if not q or not self.entries:
+            return None
+        found = self._chars().find(q, threshold)
+        return self.entries[found] if found is not None else None
+
+    def evidence(
+        self,
+        vector: Sequence[float] | np.ndarray,
+        *,
+        top: int = 3,
+        without: int | None = None,
+        without_question: int | None = None,
+    ) -> list[Evidence]:
+        """The ``top`` entries nearest to a question's vector, nearest first. ``without``
+        leaves one entry out, ``without_question`` one question row (calibration: a
+        question whose entry, or whose own listing, is missing)."""
+        if not self.entries:
+            return []
+        q = np.asarray(vector, dtype=np.float32)
+        per_question = self._questions @ q
+        if without_question is not None:
+            per_question[without_question] = -1.0
+        match = np.full(len(self.entries), -1.0, dtype=np.float32)
+        np.maximum.at(match, self._owners, per_question)
+        if without is not None:
+            match[without] = -1.0
+        similarity = self._entry_vectors @ q
+        order = np.argsort(-match, kind="stable")[: max(top, AGREEMENT_PEERS + 1)]
+        runner_up = float(match[order[1]]) if len(order) > 1 else -1.0
+        out = []
+        for rank, i in enumerate(order[:top]):
+            if match[i] < -0.5:
+                break
+            beaten = float(match[order[0]]) if rank else runner_up
+            peers = [j for j in order[: AGREEMENT_PEERS + 1] if j != i and match[j] > -0.5]
+            agreement = float(similarity[i] - max(similarity[j] for j in peers)) if peers else 1.0
+            out.append(
+                Evidence(
+                    self.entries[i],
+                    float(match[i]),
+                    float(match[i]) - beaten,
+                    float(similarity[i]),
+                    agreement=agreement,
+                )
+            )
+        return out
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+class TableHolder:
+    """One process's table of one collection, kept fresh by a background thread."""
+
+    def __init__(self, load_rows: Callable[[], Sequence[dict[str, Any]]]) -> None:
+        self._load_rows = load_rows
+        self._table: FaqTable | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> FaqTable:
+        table = FaqTable.from_rows(self._load_rows())
+        self._table = table  # swapped whole: readers see the old table or the new one
+        return table
+
+    def get(self, *, wait: bool = True) -> FaqTable | None:
+        """The table; the first call reads it (``wait``) or returns None while a background
+        read is under way (a web request must not wait for Milvus)."""
+        self._start()
+        if self._table is None and wait:
+            with self._lock:
+                if self._table is None:
+                    self.refresh()
+        return self._table
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._forever, name="faq-table", daemon=True)
+                self._thread.start()
+
+    def _forever(self) -> None:
+        stop = threading.Event()
+        last = -1
+        while True:
+            try:
+                count = len(self.refresh())
+                if count != last:
+                    log.info("FAQ table ready (%d entries)", count)
+                last = count
+            except Exception as exc:  # noqa: BLE001 - Milvus down: keep the last table, retry
+                log.warning("could not read the FAQ entries: %s", exc)
+            stop.wait(REFRESH_S)
