@@ -40,6 +40,16 @@ def _once(key: str, factory):  # noqa: ANN001, ANN202 - tiny internal memo
     return obj
 
 
+def stop_background() -> None:
+    """End the background threads of this process's objects (FAQ table refresh); they
+    start again on next use. For tests, which build many apps in one process."""
+    from app.faq.table import TableHolder
+
+    for obj in list(_objects.values()):
+        if isinstance(obj, TableHolder):
+            obj.stop()
+
+
 def knowledge_store(settings: Settings) -> KnowledgeStore:
     def make() -> KnowledgeStore:
         from app.knowledge.embedding import RecentQueries, load_embedder

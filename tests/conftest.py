@@ -18,6 +18,16 @@ PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
+@pytest.fixture(autouse=True)
+def _stop_background_threads() -> Iterator[None]:
+    """Apps built in this process (many, on ports where nothing listens) must not leave FAQ
+    table threads retrying Milvus behind pymilvus's connection lock for the next tests."""
+    yield
+    from app import resources
+
+    resources.stop_background()
+
+
 @pytest.fixture(scope="session")
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Processes]:
     procs = Processes(tmp_path_factory.mktemp("logs"))

@@ -31,6 +31,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 REFRESH_S = 60.0
+MAX_BACKOFF_S = 900.0
 #: The entries after the nearest (by its questions) whose answers it is compared with.
 AGREEMENT_PEERS = 2
 #: Milvus' cap on one query's offset + limit: larger FAQ sets are not held (entries and
@@ -285,13 +286,18 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 
 class TableHolder:
-    """One process's table of one collection, kept fresh by a background thread."""
+    """One process's table of one collection, kept fresh by a background thread.
+
+    While Milvus cannot be read the thread keeps the last table and retries less and less
+    often (up to ``MAX_BACKOFF_S``): every attempt waits out a connection timeout under
+    pymilvus's connection lock, which other readers (health checks) queue behind."""
 
     def __init__(self, load_rows: Callable[[], Sequence[dict[str, Any]]]) -> None:
         self._load_rows = load_rows
         self._table: FaqTable | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def refresh(self) -> FaqTable:
         table = FaqTable.from_rows(self._load_rows())
@@ -308,23 +314,35 @@ class TableHolder:
                     self.refresh()
         return self._table
 
+    def stop(self) -> None:
+        """End the background refresh; the next ``get`` starts it again."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        if thread is not None:
+            thread.join(timeout=1.0)
+
     def _start(self) -> None:
         if self._thread is not None:
             return
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._forever, name="faq-table", daemon=True)
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._forever, args=(self._stop,), name="faq-table", daemon=True
+                )
                 self._thread.start()
 
-    def _forever(self) -> None:
-        stop = threading.Event()
-        last = -1
-        while True:
+    def _forever(self, stop: threading.Event) -> None:
+        last, failures = -1, 0
+        while not stop.is_set():
             try:
                 count = len(self.refresh())
                 if count != last:
                     log.info("FAQ table ready (%d entries)", count)
-                last = count
+                last, failures = count, 0
             except Exception as exc:  # noqa: BLE001 - Milvus down: keep the last table, retry
-                log.warning("could not read the FAQ entries: %s", exc)
-            stop.wait(REFRESH_S)
+                if not failures:
+                    log.warning("could not read the FAQ entries: %s", exc)
+                failures += 1
+            stop.wait(min(REFRESH_S * 2 ** min(failures, 8), MAX_BACKOFF_S))

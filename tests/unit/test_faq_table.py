@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app.faq.matching import E5_THRESHOLDS, Thresholds, verdict
-from app.faq.table import Evidence, FaqEntry, FaqTable, normalise
+from app.faq.table import Evidence, FaqEntry, FaqTable, TableHolder, normalise
 
 FAQ = Path(__file__).resolve().parents[2] / "knowledge" / "faq.csv"
 
@@ -139,3 +139,23 @@ def test_thresholds_setting_round_trips_and_rejects_nonsense() -> None:
     for bad in ("0.9,0.1", "a,b,c,d", "2,0,0,0"):
         with pytest.raises(ValueError):
             Thresholds.parse(bad)
+
+
+def test_holder_survives_milvus_down_and_its_thread_stops_and_restarts() -> None:
+    def down() -> list[dict]:
+        raise ConnectionError("Milvus is down")
+
+    holder = TableHolder(down)
+    assert holder.get(wait=False) is None  # a web request never waits, never raises
+    failing = holder._thread
+    assert failing is not None
+    holder.stop()  # even while it backs off between retries
+    assert not failing.is_alive() and holder._thread is None
+
+    up = TableHolder(lambda: [])
+    table = up.get()
+    assert table is not None and len(table) == 0
+    up.stop()
+    assert up.get() is not None  # the next use starts the refresh again
+    assert up._thread is not None and up._thread.is_alive()
+    up.stop()
