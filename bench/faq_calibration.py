@@ -63,7 +63,7 @@ def _labelled(
     vectors = embedder.embed_queries([q.text for q in answerable])  # type: ignore[attr-defined]
     removed = []
     for q, vector in zip(answerable, vectors, strict=True):
-        found = table.evidence(vector, top=1, without=index[next(iter(q.gold))])
+        found = table.evidence(vector, top=1, without=index[next(iter(q.gold))], question=q.text)
         removed.append(cal.Labelled(q.text, set(), found[0] if found else None, "removed"))
     return {
         "questions": own,

@@ -157,7 +157,8 @@ def start_service(
     port: int | None = None,
 ) -> str:
     """Migrates, indexes the knowledge, starts gunicorn and a Celery worker (both queues)
-    exactly as production runs them, and returns the URL once /healthz says 200."""
+    exactly as production runs them, and returns the URL once /healthz says 200 and every
+    web process holds its FAQ table (instant answers)."""
     for step in (["db", "upgrade"], ["kb", "ingest"]):
         done = run_flask(step, env)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -203,4 +204,13 @@ def start_service(
         raise AssertionError(
             f"{name} did not become healthy:\n" + processes.log(f"{name}-web")[-3000:]
         ) from exc
+    instant = env.get("WECHAT_INSTANT_FAQ", "true").lower() not in ("0", "false", "no", "off")
+    if instant and env.get("ANSWER_BACKEND", "pipeline") == "pipeline":
+        # Each web process reads its table in the background, and until then sends FAQ
+        # questions the worker's way (a test of instant answers would see none).
+        wait_until(
+            lambda: processes.log(f"{name}-web").count("FAQ table ready") >= web_workers,
+            120,
+            "the FAQ table in every web process",
+        )
     return url

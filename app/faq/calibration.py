@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from app.faq.matching import AGREEMENT, Thresholds, verdict
+from app.faq.matching import AGREEMENT, COVERAGE, Thresholds, verdict
 from app.faq.table import Evidence, FaqTable
 
 MATCHES = np.round(np.arange(0.85, 0.995, 0.005), 3)
@@ -83,7 +83,7 @@ def label(table: FaqTable, embedder: Any, questions: Sequence[Labelled]) -> list
     """Each question with the evidence of its nearest entry."""
     vectors = embedder.embed_queries([q.question for q in questions]) if questions else []
     for q, vector in zip(questions, vectors, strict=True):
-        found = table.evidence(vector, top=1)
+        found = table.evidence(vector, top=1, question=q.question)
         q.evidence = found[0] if found else None
     return list(questions)
 
@@ -97,9 +97,9 @@ def leave_one_out(table: FaqTable, embedder: Any) -> list[Labelled]:
     for (i, variant), vector in zip(asks, vectors, strict=True):
         entry = table.entries[i]
         own = table.question_index(i, variant)
-        found = table.evidence(vector, top=1, without_question=own)
+        found = table.evidence(vector, top=1, without_question=own, question=variant)
         out.append(Labelled(variant, {entry.question}, found[0] if found else None, "listed"))
-        found = table.evidence(vector, top=1, without=i)
+        found = table.evidence(vector, top=1, without=i, question=variant)
         out.append(Labelled(variant, set(), found[0] if found else None, "entry removed"))
     return out
 
@@ -141,11 +141,12 @@ def choose(samples: Sequence[Labelled], max_wrong: float = 0.01, near: float = 0
     g = np.array([s.evidence.gap for s in rows])  # type: ignore[union-attr]
     sim = np.array([s.evidence.similarity for s in rows])  # type: ignore[union-attr]
     agrees = np.array([s.evidence.agreement >= AGREEMENT for s in rows])  # type: ignore[union-attr]
+    covered = np.array([s.evidence.coverage >= COVERAGE for s in rows])  # type: ignore[union-attr]
     right = np.array([s.right for s in rows])
     allowed = int(max_wrong * len(samples))
     best: tuple[int, float, float, float] | None = None
     for t_m in MATCHES:
-        ok_m = m >= t_m
+        ok_m = (m >= t_m) & covered
         for t_g in GAPS:
             ok_mg = ok_m & (g >= t_g) & (agrees | (g >= 2 * t_g))
             for t_s in SIMILARITIES:

@@ -28,9 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from app.knowledge.lexical import content_terms
+
 log = logging.getLogger(__name__)
 
 REFRESH_S = 60.0
+#: A clause of a message counts on its own (``FaqTable.coverage``) from this many terms.
+MIN_CLAUSE_TERMS = 3
+_CLAUSE = re.compile(r"[，,。.!！？?；;\s]+")
 MAX_BACKOFF_S = 900.0
 #: The entries after the nearest (by its questions) whose answers it is compared with.
 AGREEMENT_PEERS = 2
@@ -86,6 +91,10 @@ class Evidence:
     #: How far this entry's ``similarity`` is ahead of the next nearest entries' (the two
     #: after it by ``match``): negative when another entry's answer is closer.
     agreement: float = 1.0
+    #: The share of what the question is about (``lexical.content_terms``) that the entry's
+    #: questions and answer mention: "押金多少钱" asks about 钱, which "押金多久能退回来"
+    #: does not mention, however near the two are by meaning.
+    coverage: float = 1.0
 
 
 class _CharIndex:
@@ -148,6 +157,7 @@ class FaqTable:
         self._question_at: dict[tuple[int, str], int] | None = None
         self._entry_vectors = entry_vectors  # (entries, dim)
         self._char_index: _CharIndex | None = None
+        self._vocabulary: list[frozenset[str]] | None = None
 
     def _chars(self) -> _CharIndex:
         if self._char_index is None:
@@ -161,6 +171,23 @@ class FaqTable:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def coverage(self, question: str, entry: int) -> float:
+        """The share of the question's content terms that entry number ``entry`` mentions,
+        in the whole message or in one of its clauses: a customer who says who they are or
+        what they bought before asking ("我昨天买的电饭煲，下单后多久发货") asks the clause."""
+        if self._vocabulary is None:
+            self._vocabulary = [
+                frozenset(content_terms(" ".join(e.variants)) | content_terms(e.answer))
+                for e in self.entries
+            ]
+        known = self._vocabulary[entry]
+        best = 0.0
+        for part in [question, *_CLAUSE.split(question)]:
+            asked = content_terms(part)
+            if len(asked) >= MIN_CLAUSE_TERMS or (part is question and asked):
+                best = max(best, len(asked & known) / len(asked))
+        return best if content_terms(question) else 1.0
 
     @classmethod
     def empty(cls) -> FaqTable:
@@ -243,10 +270,12 @@ class FaqTable:
         top: int = 3,
         without: int | None = None,
         without_question: int | None = None,
+        question: str | None = None,
     ) -> list[Evidence]:
-        """The ``top`` entries nearest to a question's vector, nearest first. ``without``
-        leaves one entry out, ``without_question`` one question row (calibration: a
-        question whose entry, or whose own listing, is missing)."""
+        """The ``top`` entries nearest to a question's vector, nearest first; with the
+        ``question``'s text, each with its coverage. ``without`` leaves one entry out,
+        ``without_question`` one question row (calibration: a question whose entry, or whose
+        own listing, is missing)."""
         if not self.entries:
             return []
         q = np.asarray(vector, dtype=np.float32)
@@ -274,6 +303,7 @@ class FaqTable:
                     float(match[i]) - beaten,
                     float(similarity[i]),
                     agreement=agreement,
+                    coverage=1.0 if question is None else self.coverage(question, int(i)),
                 )
             )
         return out

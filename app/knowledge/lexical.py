@@ -47,3 +47,18 @@ def terms(text: str) -> list[str]:
 def analyzed(text: str) -> str:
     """``terms`` as Milvus' whitespace analyzer reads them."""
     return " ".join(terms(text))
+
+
+_STOP_RUN = re.compile("|".join(sorted(map(re.escape, _STOP), key=len, reverse=True)))
+
+
+def content_terms(text: str) -> set[str]:
+    """What a question is about, one term per Chinese character and per word of letters or
+    digits, with the stop words (asking, particles) taken out before splitting."""
+    found: set[str] = set()
+    for run in _RUN.findall(_STOP_RUN.sub(" ", text.lower())):
+        if _CJK.match(run):
+            found.update(run)
+        else:
+            found.add(run)
+    return found

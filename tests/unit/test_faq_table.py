@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.faq.matching import E5_THRESHOLDS, Thresholds, verdict
+from app.faq.matching import COVERAGE, E5_THRESHOLDS, Thresholds, verdict
 from app.faq.table import Evidence, FaqEntry, FaqTable, TableHolder, normalise
 
 FAQ = Path(__file__).resolve().parents[2] / "knowledge" / "faq.csv"
@@ -120,6 +120,29 @@ def test_evidence_is_the_nearest_question_its_lead_and_the_answer_cosine() -> No
     assert only.entry.chunk_id == "c1"
 
 
+def test_coverage_is_the_share_of_what_the_question_asks_that_the_entry_mentions() -> None:
+    deposit = FaqEntry(
+        "c0",
+        "押金多久能退回来？",
+        "退房后原路退回，3个工作日内到账。",
+        ("押金多久能退回来？", "押金什么时候退"),
+    )
+    vectors = {"押金多久能退回来？": [1.0, 0.0], "押金什么时候退": [1.0, 0.0]}
+    table = FaqTable.from_rows(_rows([deposit], vectors, [[1.0, 0.0]]))
+    # Asking words and particles do not count; every other character does.
+    assert table.coverage("请问押金什么时候能退呢？", 0) == 1.0
+    detail = table.coverage("退房后押金几天到账", 0)  # 几 and 天: not said, but the rest is
+    assert detail == pytest.approx(7 / 9) and detail >= COVERAGE
+    assert table.coverage("押金多少钱", 0) == pytest.approx(3 / 5)  # 少 and 钱: not said
+    # Who is asking and what they bought is not what they ask: a clause may stand alone.
+    assert table.coverage("我上周订的大床房，押金多久能退？", 0) == 1.0
+    assert table.coverage("钱，押金多少钱", 0) == pytest.approx(3 / 5)  # too short alone
+    (found,) = table.evidence([1.0, 0.0], top=1, question="押金多少钱")
+    assert found.coverage == pytest.approx(3 / 5)
+    (found,) = table.evidence([1.0, 0.0], top=1)
+    assert found.coverage == 1.0  # without the question's text: not checked
+
+
 def test_verdicts() -> None:
     entry = _entry(0, "q")
     t = Thresholds(match=0.95, gap=0.02, similarity=0.87, near=0.9)
@@ -131,6 +154,8 @@ def test_verdicts() -> None:
     assert verdict(Evidence(entry, 0.96, 0.02, 0.9, agreement=-0.01), t) == "near"
     assert verdict(Evidence(entry, 0.96, 0.04, 0.9, agreement=-0.01), t) == "verbatim"
     assert verdict(Evidence(entry, 0.0, 0.0, 0.0, characters=True), None) == "verbatim"
+    # Near by meaning, but asking about what the entry does not mention.
+    assert verdict(Evidence(entry, 0.99, 0.1, 0.99, coverage=0.5), t) == "near"
     assert verdict(Evidence(entry, 0.99, 0.1, 0.99), None) == "none"  # not calibrated
 
 
