@@ -76,19 +76,21 @@ def service_pipeline(store: object, engine: object, params: object, **overrides:
     ``overrides`` for what a benchmark varies."""
     from app.faq.judge import FaqJudge
     from app.faq.matching import FaqMatcher
-    from app.faq.table import TableHolder
+    from app.faq.table import FaqTable
     from app.pipeline.answer import AnswerPipeline
     from app.settings import load_settings
 
     settings = load_settings()
-    tables = TableHolder(store.faq_rows)  # type: ignore[attr-defined]
+    # Read once: the knowledge does not change during a run, and no refresh thread is left
+    # behind retrying a Milvus server the run has stopped.
+    table = FaqTable.from_rows(store.faq_rows())  # type: ignore[attr-defined]
     options: dict = {
         "top_k": settings.retrieval_top_k,
         "n_ctx": settings.llm_n_ctx,
         "min_support": settings.answer_min_support,
         "faq_min_similarity": settings.faq_min_similarity,
         "faq": FaqMatcher(
-            tables.get,
+            lambda: table,
             store.embedder.embed_queries,  # type: ignore[attr-defined]
             settings.faq_thresholds,
             char_threshold=settings.faq_direct_threshold,

@@ -42,6 +42,8 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import requests
+
 from app.knowledge import milvus_server
 from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient
@@ -94,6 +96,15 @@ def worker_args(shape: str, parallel: int) -> list[str]:
             "-n", f"{shape}@bench", "--loglevel", "INFO"]  # fmt: skip
 
 
+def post(client: CallbackClient, xml: str):  # noqa: ANN201
+    """Posts as WeChat does, which retries a request whose connection broke: gunicorn may
+    close an idle keep-alive connection just as the client reuses it."""
+    try:
+        return client.post(xml)
+    except requests.ConnectionError:
+        return client.post(xml)
+
+
 def phase(
     name: str,
     client: CallbackClient,
@@ -107,7 +118,7 @@ def phase(
     and which of them got their entry's stored answer."""
     busy = [f"o_busy_{uuid.uuid4().hex[:10]}" for _ in model_questions]
     for openid, q in zip(busy, model_questions, strict=True):
-        client.post(client.text(openid, q))
+        post(client, client.text(openid, q))
     if model_questions:
         time.sleep(2.0)  # let the worker take them (and start generating) first
     posted: dict[str, float] = {}
@@ -119,7 +130,7 @@ def phase(
         xml = client.text(openid, str(q["q"]))
         asked[openid] = q
         posted[openid] = time.time()
-        resp = client.post(xml)
+        resp = post(client, xml)
         assert resp.status_code == 200, resp.text
         if "<Content>" in resp.text:  # the answer rode on the reply to WeChat's request
             passive[openid] = time.time()
@@ -235,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     procs.start(name, worker_args(shape, parallel), env)
                     # A first answer loads the model and the embedder in the worker.
                     openid = f"o_warm_{uuid.uuid4().hex[:8]}"
-                    client.post(client.text(openid, model_qs[0]))
+                    post(client, client.text(openid, model_qs[0]))
                     wait_for(lambda o=openid: any(m["touser"] == o for m in sim.sent), 240,
                              "the worker's first answer")  # fmt: skip
                 picked = faqs if args.faq <= 0 else faqs[: args.faq]
