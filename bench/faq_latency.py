@@ -183,6 +183,34 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))] if values else float("nan")
 
 
+HEADER = (
+    "| phase | questions | delivered | the entry's stored answer | in the callback reply "
+    "| p50 (ms) | p95 (ms) | max (ms) |\n"
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
+def table_rows(r: dict[str, object]) -> list[str]:
+    """One phase's rows: all its questions, those not listed on their entry, the listed."""
+    timed: list[dict] = r["timed"]  # type: ignore[assignment]
+    out = []
+    for label, keep in (
+        ("all", lambda x: True),
+        ("not listed", lambda x: not x["listed"]),
+        ("listed", lambda x: x["listed"]),
+    ):
+        rows = [x for x in timed if keep(x)]
+        ms = sorted(x["ms"] for x in rows)
+        stored = sum(x["stored"] for x in rows)
+        passive = r["passive"] if label == "all" else "-"
+        out.append(
+            f"| {r['name']} | {label} | {len(ms)} | {stored} | {passive} | "
+            f"{pct(ms, 0.5):.0f} | {pct(ms, 0.95):.0f} | "
+            f"{max(ms) if ms else float('nan'):.0f} |"
+        )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -253,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(
                     phase(label, client, sim, picked, model_qs[:busy], args.gap, args.timeout)
                 )
+                # Each phase's rows as soon as it ends: a run cut short keeps what it measured.
+                print("\n".join(table_rows(results[-1])), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("[bench] interrupted", file=sys.stderr)
         return 130
@@ -260,27 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         procs.stop_all()
         handle.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(
-        "\n| phase | questions | delivered | the entry's stored answer | in the callback reply "
-        "| p50 (ms) | p95 (ms) | max (ms) |\n"
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-    )
+    print("\n" + HEADER)
     for r in results:
-        timed: list[dict] = r["timed"]  # type: ignore[assignment]
-        for label, keep in (
-            ("all", lambda x: True),
-            ("not listed", lambda x: not x["listed"]),
-            ("listed", lambda x: x["listed"]),
-        ):
-            rows = [x for x in timed if keep(x)]
-            ms = sorted(x["ms"] for x in rows)
-            stored = sum(x["stored"] for x in rows)
-            passive = r["passive"] if label == "all" else "-"
-            print(
-                f"| {r['name']} | {label} | {len(ms)} | {stored} | {passive} | "
-                f"{pct(ms, 0.5):.0f} | {pct(ms, 0.95):.0f} | "
-                f"{max(ms) if ms else float('nan'):.0f} |"
-            )
+        print("\n".join(table_rows(r)))
     return 0
 
 
