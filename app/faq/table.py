@@ -182,12 +182,15 @@ class FaqTable:
                 for e in self.entries
             ]
         known = self._vocabulary[entry]
-        best = 0.0
-        for part in [question, *_CLAUSE.split(question)]:
+        whole = content_terms(question)
+        if not whole:
+            return 1.0
+        best = len(whole & known) / len(whole)
+        for part in _CLAUSE.split(question):
             asked = content_terms(part)
-            if len(asked) >= MIN_CLAUSE_TERMS or (part is question and asked):
+            if len(asked) >= MIN_CLAUSE_TERMS:
                 best = max(best, len(asked & known) / len(asked))
-        return best if content_terms(question) else 1.0
+        return best
 
     @classmethod
     def empty(cls) -> FaqTable:

@@ -3,12 +3,13 @@ tool API and the OpenAI-compatible endpoint.
 
 question (masked; with the customer's recent turns) → the nearest FAQ entry (app/faq/):
 when the question is that entry's, its stored answer verbatim, at once → otherwise hybrid
-retrieval → a grounded prompt → the model, streamed → reasoning split off → each sentence
-checked against the passages (app/pipeline/gate.py) → plain text, sensitive words and
-personal numbers masked → the answer with its sources. When the check turns the model's
-answer into a hand-off but the nearest entry is near, the model judges whether that entry
-answers the question (app/faq/judge.py), and if so its stored answer is sent instead:
-a check that cannot tell leans to the best-matching entry, not to giving up.
+retrieval → the model judges which passage answers the question (the near entry, the best
+hit, the best document passage; app/faq/judge.py), none: the hand-off → the model answers
+from that passage, streamed → reasoning split off → each sentence checked against it
+(app/pipeline/gate.py) → plain text, sensitive words and personal numbers masked → the
+answer with its sources. When the check turns the answer from a judged FAQ entry into a
+hand-off, the entry's stored answer is sent instead: a check that cannot tell leans to
+the best-matching entry, not to giving up.
 
 Every answer says how it came about (``Answer.outcome`` and ``Answer.detail``), for the
 stored record of each message and the metrics.
