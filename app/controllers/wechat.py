@@ -69,9 +69,7 @@ def receive() -> Response:
     arrived = time.monotonic()
     settings = _settings()
     fields, xml = _read_message(settings)
-    missing = intake.missing_fields(fields)
-    if missing:
-        raise CallbackRejected(400, f"missing fields: {', '.join(missing)}")
+    fields = intake.accepted_fields(fields)
     decision = route(fields, settings)
     incoming = intake.incoming_from("wechat", fields, decision)
     reply = delivery.respond(incoming, decision, settings, arrived)

@@ -73,9 +73,7 @@ def receive() -> Response:
     settings = _settings()
     envelope = parse_xml(request.get_data(cache=False))
     fields = parse_xml(_check_signed(settings, envelope.get("Encrypt", "")).encode("utf-8"))
-    missing = intake.missing_fields(fields)
-    if missing:
-        raise CallbackRejected(400, f"missing fields: {', '.join(missing)}")
+    fields = intake.accepted_fields(fields)
     agent = fields.get("AgentID", "")
     if agent and agent != settings.wecom_agent_id:
         raise CallbackRejected(400, "message is for a different AgentID")

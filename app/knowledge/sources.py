@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from app.inputs import fit
 from app.knowledge import formats
 from app.knowledge.validation import (
     FAQ_SUFFIXES,
@@ -104,10 +105,7 @@ class Document:
 def make_doc_id(source: str) -> str:
     """The id of the document at relative path ``source``: the path itself, readable in the
     admin pages; very long paths are shortened with a hash so ids stay unique and bounded."""
-    if len(source) <= _MAX_DOC_ID:
-        return source
-    digest = hashlib.sha1(source.encode("utf-8")).hexdigest()[:16]
-    return f"{source[: _MAX_DOC_ID - 17]}~{digest}"
+    return fit(source, _MAX_DOC_ID)
 
 
 def relative_source(path: Path, base_dir: Path | None) -> str:

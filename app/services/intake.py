@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+from app.channels.wechat.security import CallbackRejected
+from app.inputs import fit
 from app.metrics import ANSWER_OUTCOMES
 from app.services import admission, inbound, instant_faq
 from app.services.inbound import IncomingMessage
@@ -45,21 +47,54 @@ class Intake:
         return "queued" if self.decision.action == "answer" else self.decision.action
 
 
+class Unanswerable(Exception):
+    """A signed message that cannot come from any customer (an id longer than the platforms
+    issue): acknowledged, so the platform does not retry it, and neither stored nor answered."""
+
+
+def _length(column: str) -> int:
+    return InboundMessage.__table__.c[column].type.length
+
+
 def missing_fields(fields: dict[str, str]) -> list[str]:
     return [f for f in REQUIRED_FIELDS if not fields.get(f)]
 
 
+def accepted_fields(fields: dict[str, str]) -> dict[str, str]:
+    """The callback's fields, checked against the store before anything is written.
+
+    A missing required field is a 400. Sender and account ids longer than their columns
+    (OpenIDs have 28 characters, WeCom UserIDs at most 64) are no customer's: Unanswerable.
+    A MediaId too long to be WeChat's is dropped, so the picture is asked about in words.
+    Type, event and MsgId of any length are taken (incoming_from shortens them), so every
+    documented event, and any event WeChat adds later, is acknowledged and never a 5xx."""
+    missing = missing_fields(fields)
+    if missing:
+        raise CallbackRejected(400, f"missing fields: {', '.join(missing)}")
+    for name, column in (("FromUserName", "customer"), ("ToUserName", "account")):
+        if len(fields[name]) > _length(column):
+            raise Unanswerable(f"{name} is longer than {_length(column)} characters")
+    if len(fields.get("MediaId", "")) > _length("media_id"):
+        return {k: v for k, v in fields.items() if k != "MediaId"}
+    return fields
+
+
 def incoming_from(channel: str, fields: dict[str, str], decision: Decision) -> IncomingMessage:
-    """The message as stored, from a channel's parsed callback fields."""
+    """The message as stored, from a channel's accepted fields (``accepted_fields``).
+
+    The type is cut to its column (``event:qualification_verify_success`` has 34
+    characters: the type only labels rows, events are not answered); a dedup key longer
+    than its column keeps its start and a hash of the whole, so retries still match."""
     msg_type = fields["MsgType"].lower()
     event = fields.get("Event", "").lower()
+    # Events carry no MsgId: WeChat's retries of one repeat sender and CreateTime.
+    dedup_key = fields.get("MsgId") or f"{fields['FromUserName']}:{fields['CreateTime']}:{event}"
     return IncomingMessage(
         channel=channel,
-        # Events carry no MsgId: WeChat's retries of one repeat sender and CreateTime.
-        dedup_key=fields.get("MsgId") or f"{fields['FromUserName']}:{fields['CreateTime']}:{event}",
+        dedup_key=fit(dedup_key, _length("dedup_key")),
         account=fields["ToUserName"],
         customer=fields["FromUserName"],
-        msg_type=f"event:{event}" if msg_type == "event" else msg_type,
+        msg_type=(f"event:{event}" if msg_type == "event" else msg_type)[: _length("msg_type")],
         content=decision.text if decision.action in ("answer", "handoff") else "",
         media_id=fields.get("MediaId", "") if msg_type == "image" else "",
     )
