@@ -20,6 +20,7 @@ from app.channels.wechat.security import (
     CallbackRejected,
     check_signature,
     check_timestamp,
+    decode_xml,
     decrypt,
     parse_xml,
 )
@@ -85,10 +86,10 @@ def receive() -> Response:
 
 
 def _read_message(settings: Settings) -> tuple[dict[str, str], str]:
-    body = request.get_data(cache=False)
-    envelope = parse_xml(body)
+    text = decode_xml(request.get_data(cache=False))
+    envelope = parse_xml(text)
     if request.args.get("encrypt_type", "raw").lower() != "aes":
-        return envelope, body.decode("utf-8")
+        return envelope, text
     if not settings.wechat_aes_key:
         raise CallbackRejected(400, "encrypted message but WECHAT_AES_KEY is not set")
     encrypt = envelope.get("Encrypt", "")
@@ -101,7 +102,7 @@ def _read_message(settings: Settings) -> tuple[dict[str, str], str]:
         encrypt,
     )
     plain = decrypt(settings.wechat_aes_key, settings.wechat_app_id, encrypt)
-    return parse_xml(plain.encode("utf-8")), plain
+    return parse_xml(plain), plain
 
 
 def _passive_reply(settings: Settings, xml: str) -> Response:

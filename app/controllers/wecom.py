@@ -20,6 +20,7 @@ from app.channels.wechat.security import (
     CallbackRejected,
     check_signature,
     check_timestamp,
+    decode_xml,
     decrypt,
     parse_xml,
 )
@@ -71,8 +72,8 @@ def verify_url() -> Response:
 def receive() -> Response:
     started = time.perf_counter()
     settings = _settings()
-    envelope = parse_xml(request.get_data(cache=False))
-    fields = parse_xml(_check_signed(settings, envelope.get("Encrypt", "")).encode("utf-8"))
+    envelope = parse_xml(decode_xml(request.get_data(cache=False)))
+    fields = parse_xml(_check_signed(settings, envelope.get("Encrypt", "")))
     fields = intake.accepted_fields(fields)
     agent = fields.get("AgentID", "")
     if agent and agent != settings.wecom_agent_id:

@@ -7,8 +7,10 @@ so hostile or broken input becomes a clear 4xx and never reaches the queue.
 from __future__ import annotations
 
 import binascii
+import codecs
 import hashlib
 import hmac
+import re
 import time
 from xml.etree.ElementTree import ParseError
 
@@ -44,6 +46,50 @@ def check_timestamp(timestamp: str, window_s: int, now: float | None = None) -> 
         raise CallbackRejected(400, "timestamp must be an integer") from None
     if window_s and abs((now or time.time()) - ts) > window_s:
         raise CallbackRejected(403, "timestamp outside the accepted window (replay?)")
+
+
+# Byte order marks, longest first (UTF-32's little-endian mark starts with UTF-16's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_DECLARED = re.compile(rb"""^\s*<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z][\w.:-]{0,39})["']""")
+# Text encodings a callback body may declare (codec names as codecs.lookup gives them);
+# codecs such as unicode_escape, which turn escapes into arbitrary characters, are not.
+_TEXT_CODECS = {"utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"}
+_TEXT_CODECS |= {"utf-32-be", "ascii", "gbk", "gb2312", "gb18030", "big5", "big5hkscs"}
+_TEXT_CODEC_PREFIXES = ("iso8859-", "cp125", "cp936", "cp950")
+
+
+def _codec(name: str) -> str | None:
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        return None
+    return codec if codec in _TEXT_CODECS or codec.startswith(_TEXT_CODEC_PREFIXES) else None
+
+
+def decode_xml(body: bytes) -> str:
+    """The callback body as text, decoded the way XML says: by its byte order mark, else by
+    the encoding its declaration names, else as UTF-8. An encoding that is not a text
+    encoding, or bytes that are not what it says, are a 400 naming the encoding (a signed
+    body in UTF-16 or ISO-8859-1 is read, not turned into a 500)."""
+    encoding = next((name for bom, name in _BOMS if body.startswith(bom)), None)
+    if encoding is None:
+        declared = _DECLARED.match(body[:256])
+        encoding = "utf-8"
+        if declared is not None:
+            name = declared.group(1).decode("ascii")
+            encoding = _codec(name) or ""
+            if not encoding:
+                raise CallbackRejected(400, f"unsupported XML encoding {name!r}; send UTF-8")
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError:
+        raise CallbackRejected(400, f"the body is not valid {encoding} text") from None
 
 
 def parse_xml(body: bytes | str) -> dict[str, str]:
