@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
     )
     app.extensions["settings"] = settings
 
@@ -52,8 +52,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def _engine_options(url: str) -> dict:
-    if url.startswith("sqlite"):
+def _engine_options(settings: Settings) -> dict:
+    if settings.database_url.startswith("sqlite"):
         # Web, worker and beat share one SQLite file: wait for the lock instead of failing.
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_s,
+    }

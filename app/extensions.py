@@ -53,7 +53,28 @@ def init_celery(app: Flask) -> Celery:
     celery.config_from_object(celery_config(settings))
     celery.set_default()
     app.extensions["celery"] = celery
+    _check_pool_on_start(settings)
     return celery
+
+
+def _check_pool_on_start(settings: Settings) -> None:
+    from celery.signals import worker_init
+
+    def check(sender: object = None, **_: object) -> None:
+        from app.store import pool
+
+        raw = getattr(sender, "concurrency", 1)
+        concurrency = raw if isinstance(raw, int) else 1  # "auto": resolved later, per CPU
+        pool_cls = getattr(sender, "pool_cls", "prefork")
+        name = pool_cls if isinstance(pool_cls, str) else getattr(pool_cls, "__module__", "")
+        name = name.rsplit(".", 1)[-1]  # celery.concurrency.thread -> thread
+        try:
+            pool.check(settings, concurrency, name)
+        except pool.PoolTooSmall as exc:
+            # Celery logs and swallows a handler's exceptions: exit, saying why.
+            raise SystemExit(f"worker not started: {exc}") from exc
+
+    worker_init.connect(check, weak=False, dispatch_uid="db-pool-check")
 
 
 def _use_wal(path: str) -> None:

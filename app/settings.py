@@ -88,6 +88,14 @@ class Settings(BaseSettings):
 
     # --- stores --------------------------------------------------------------------
     database_url: str = ""
+    #: Connections each process keeps open to PostgreSQL, and how many more it may open at
+    #: a peak. A worker thread holds one only for a moment (never while the model writes),
+    #: and its typing indicator one more: a threads worker needs twice its concurrency
+    #: (checked when it starts: app/store/pool.py).
+    db_pool_size: int = Field(10, ge=1, le=1000)
+    db_max_overflow: int = Field(10, ge=0, le=1000)
+    #: How long a request waits for a free connection before it fails (and is retried).
+    db_pool_timeout_s: float = Field(30.0, gt=0)
     celery_broker_url: str = ""
     milvus_uri: str = "http://127.0.0.1:19530"
     milvus_token: str = ""

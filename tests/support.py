@@ -33,6 +33,7 @@ BROKER_DBS = {
     "knowledge": 9,
     "wecom": 8,
     "difyapp": 7,
+    "conn": 6,
 }
 
 
@@ -155,6 +156,7 @@ def start_service(
     web_workers: int = 2,
     concurrency: int = 1,
     port: int | None = None,
+    pool: str = "prefork",
 ) -> str:
     """Migrates, indexes the knowledge, starts gunicorn and a Celery worker (both queues)
     exactly as production runs them, and returns the URL once /healthz says 200 and every
@@ -192,6 +194,8 @@ def start_service(
             f"{name}@%h",  # named per stack: control replies never mix across stacks
             "-c",
             str(concurrency),
+            "--pool",
+            pool,
             "--loglevel",
             "INFO",
         ],

@@ -165,18 +165,22 @@ def _compose_answer(
         question = found.question
         msg.content = mask_pii(question)  # no phone, card or ID numbers at rest
         db.session.commit()
+    openid, customer = msg.customer, f"{msg.channel}:{msg.customer}"
+    retried, since = msg.attempts > 1, msg.created_at
     typing = (
-        typing_indicator(api, msg.customer)
+        typing_indicator(api, openid)
         if settings.wechat_typing and msg.delivery == "custom"
         else nullcontext()
     )
+    # No connection is held while the model writes (seconds to minutes): with eight answers
+    # at once, each holding one, the pool ran dry and answers failed (issue 21).
+    db.session.commit()
     with typing, ANSWER_SECONDS.time():
-        customer = f"{msg.channel}:{msg.customer}"
         # A retry asks a Dify app again only if it did not answer the first time.
         earlier = getattr(pipeline, "earlier_answer", None)
         answer = None
-        if earlier is not None and msg.attempts > 1:
-            answer = earlier(question, customer=customer, since=msg.created_at)
+        if earlier is not None and retried:
+            answer = earlier(question, customer=customer, since=since)
         if answer is None:
             answer = pipeline.answer(question, customer=customer)
     return _composed(answer, started)

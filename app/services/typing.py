@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from flask import current_app
 
 from app.channels.wechat.api import OfficialAccountAPI
+from app.extensions import db
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ def typing_indicator(api: OfficialAccountAPI, openid: str) -> Iterator[None]:
                 except Exception as exc:  # noqa: BLE001 - cosmetic: log and stop
                     log.info("typing indicator for %s stopped: %s", openid, exc)
                     return
+                finally:
+                    # The token read took a connection: give it back until the next renewal.
+                    db.session.remove()
                 if done.wait(RENEW_EVERY_S):
                     return
 

@@ -49,6 +49,8 @@ class FakeDifyApp:
     has_info: bool = True
     #: How long a "slow" answer takes (fail_next("slow")).
     slow_s: float = 3.0
+    #: How long every answer takes (the app's model writing).
+    latency_s: float = 0.0
     #: Each conversation's messages, oldest first, as GET /messages lists them. Like Dify,
     #: a message is stored when the app starts answering, its answer when it is done.
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -213,6 +215,8 @@ def create_fake_dify_app(fake: FakeDifyApp) -> Flask:
             fake.messages.setdefault(conversation, []).append(stored)
         if failure == "slow":
             time.sleep(fake.slow_s)
+        elif fake.latency_s:
+            time.sleep(fake.latency_s)
         text = (fake.answer or fake.default_answer)(body["query"], turn)
         with fake._lock:
             stored["answer"] = text

@@ -1,0 +1,118 @@
+"""Answers in progress hold no database connection: a threads worker on the production path
+(gunicorn, Celery on Redis, PostgreSQL), with a Dify app (the fake of
+tests/dify/fake_app_api.py) taking seconds per answer, as a model does; WeChat played by
+the simulator. Each answer used to keep a transaction open for the whole generation, and
+its typing indicator a second one: at the README's concurrency the pool ran dry and
+answers failed (issue 21)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+from app.simulator.api import create_simulator_app
+from app.simulator.callback_client import CallbackClient
+from app.simulator.server import serve_in_thread
+from app.simulator.state import WeChatAPISimulator
+from tests.conftest import temp_pg_database
+from tests.dify.fake_app_api import FakeDifyApp, create_fake_dify_app
+from tests.support import WECHAT, Processes, base_env, broker_url, start_service, wait_until
+
+pytestmark = pytest.mark.slow
+
+APP_ID = "wx5c0a7e2b91d3f4a8"
+KEY = "app-e2e-conn-4d2f"
+CONCURRENCY = 4
+
+
+@dataclass
+class Stack:
+    url: str
+    database_url: str
+    sim: WeChatAPISimulator
+    dify: FakeDifyApp
+
+    def client(self) -> CallbackClient:
+        return CallbackClient(self.url + "/wechat", WECHAT["token"], APP_ID)
+
+    def sent_to(self, openid: str) -> list[dict]:
+        return [m for m in self.sim.sent if m.get("touser") == openid]
+
+    def sql(self, query: str) -> list[tuple]:
+        url = self.database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url) as conn:
+            return conn.execute(query).fetchall()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, processes: Processes, milvus_uri: str
+) -> Iterator[Stack]:
+    sim = WeChatAPISimulator(APP_ID, "conn-secret")
+    sim_handle = serve_in_thread(create_simulator_app(sim))
+    fake = FakeDifyApp(KEY, latency_s=4.0)
+    dify_handle = serve_in_thread(create_fake_dify_app(fake))
+    with temp_pg_database() as database_url:
+        env = base_env(
+            tmp_path_factory.mktemp("conn"),
+            DATABASE_URL=database_url,
+            CELERY_BROKER_URL=broker_url("conn"),
+            MILVUS_URI=milvus_uri,
+            MILVUS_COLLECTION="kb_conn_e2e",
+            WECHAT_TOKEN=WECHAT["token"],
+            WECHAT_APP_ID=APP_ID,
+            WECHAT_APP_SECRET="conn-secret",
+            WECHAT_API_BASE_URL=sim_handle.url,
+            WECHAT_TYPING="true",
+            ANSWER_BACKEND="dify",
+            DIFY_APP_API_URL=dify_handle.url + "/v1",
+            DIFY_APP_API_KEY=KEY,
+            DIFY_APP_TIMEOUT_S="20",
+            # Two per answer at most (app/store/pool.py): exactly what the worker needs.
+            DB_POOL_SIZE=str(2 * CONCURRENCY),
+            DB_MAX_OVERFLOW="0",
+            DB_POOL_TIMEOUT_S="3",
+        )
+        url = start_service(
+            processes, env, "conn", web_workers=1, concurrency=CONCURRENCY, pool="threads"
+        )
+        try:
+            yield Stack(url, database_url, sim, fake)
+        finally:
+            processes.stop("conn-web")
+            processes.stop("conn-worker")
+            sim_handle.stop()
+            dify_handle.stop()
+
+
+def test_answers_being_written_hold_no_database_connection_and_all_go_out_once(
+    stack: Stack,
+) -> None:
+    client = stack.client()
+    customers = [f"o_{uuid.uuid4().hex[:12]}" for _ in range(CONCURRENCY)]
+    for openid in customers:
+        assert client.post(client.text(openid, "退货运费谁出？")).status_code == 200
+
+    # All four are with the Dify app now (it takes 4 s each)...
+    wait_until(
+        lambda: len({r["user"] for r in stack.dify.requests}) == CONCURRENCY,
+        60,
+        "every question at the Dify app",
+    )
+    # ...and no worker connection sits in an open transaction meanwhile.
+    waiting = stack.sql(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+    )[0][0]
+    assert waiting == 0
+
+    for openid in customers:
+        wait_until(lambda o=openid: stack.sent_to(o), 60, "the answer at WeChat")
+    assert all(len(stack.sent_to(o)) == 1 for o in customers)
+    # Answered on the first attempt: none waited for a connection and failed.
+    attempts = stack.sql("SELECT attempts, status FROM inbound_messages")
+    assert sorted(attempts) == [(1, "answered")] * CONCURRENCY
