@@ -25,7 +25,7 @@ from app.metrics import ANSWER_OUTCOMES, ANSWER_SECONDS, ANSWERS
 from app.ocr import OcrEngine
 from app.pipeline.answer import Answer
 from app.pipeline.privacy import mask_pii
-from app.services import images
+from app.services import images, queued
 from app.services.typing import typing_indicator
 from app.settings import Settings
 from app.store import InboundMessage, OutboundReply
@@ -214,15 +214,21 @@ def _release(msg: InboundMessage, error: str) -> None:
 
 
 def sweep(settings: Settings, enqueue: Callable[[int], object], limit: int = 100) -> list[int]:
-    """Re-queues stale messages (lost enqueue, dead worker) and fails those whose attempts
-    are spent, so none is re-queued forever. Returns the ids re-queued."""
+    """Re-queues stale messages whose task is lost (never queued, or its worker died) and
+    fails those whose attempts are spent, so none is re-queued forever. A message whose
+    task the broker still holds is waiting its turn and is left alone (app/services/
+    queued.py). Returns the ids re-queued."""
+    stale = stale_message_ids(settings, limit)
+    held = queued.waiting(settings) if stale else set()
     requeued = []
-    for message_id in stale_message_ids(settings, limit):
+    for message_id in stale:
         msg = db.session.get(InboundMessage, message_id)
         if msg is None:
             continue
         if msg.attempts >= settings.answer_max_attempts:
             _spent(msg, msg.error or "never finished", settings)
+            continue
+        if msg.status == "received" and held is not None and message_id in held:
             continue
         enqueue(message_id)
         requeued.append(message_id)

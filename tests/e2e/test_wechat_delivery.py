@@ -570,6 +570,72 @@ def test_a_message_that_keeps_failing_ends_failed_after_its_attempts(stack: Stac
     assert stack.sent_to(openid) == []
 
 
+def _queued_tasks(stack: Stack) -> list[tuple[bytes, int]]:
+    """The answer tasks waiting in Redis, as (raw entry, message id), read the way kombu
+    stores them (the broker's own format, not the product's reader)."""
+    import base64
+
+    import redis
+
+    client = redis.Redis.from_url(stack.celery.conf.broker_url)
+    out = []
+    for raw in client.lrange("llm", 0, -1):
+        payload = json.loads(raw)
+        args = json.loads(base64.b64decode(payload["body"]))[0]
+        out.append((raw, int(args[0])))
+    client.close()
+    return out
+
+
+def test_sweeper_leaves_a_message_waiting_its_turn_and_requeues_a_lost_one(
+    stack: Stack,
+) -> None:
+    """Two questions wait longer than STALE_MESSAGE_AFTER_S while the worker is busy; the
+    task of one was lost (as when the broker failed as it was stored). The sweeper queues
+    the lost one again and leaves the waiting one alone: each is answered once."""
+    stack.consume(False)
+    client = stack.client("async")
+    waiting, lost = _openid(), _openid()
+    xmls = {}
+    try:
+        for openid in (waiting, lost):
+            xmls[openid] = client.text(openid, "你们的床垫软硬怎么选？")
+            client.post(xmls[openid])
+        rows = {o: stack.wait_status(_msg_id(x), "received", 30) for o, x in xmls.items()}
+        wait_until(lambda: len(_queued_tasks(stack)) == 2, 30, "both tasks in the queue")
+        import redis
+
+        broker = redis.Redis.from_url(stack.celery.conf.broker_url)
+        [(raw, _)] = [t for t in _queued_tasks(stack) if t[1] == rows[lost].id]
+        assert broker.lrem("llm", 1, raw) == 1
+        broker.close()
+        with stack.db.begin() as conn:  # both have waited a long time
+            conn.execute(
+                sa.text(
+                    "UPDATE inbound_messages SET updated_at = now() - interval '1 hour' "
+                    "WHERE id IN (:a, :b)"
+                ),
+                {"a": rows[waiting].id, "b": rows[lost].id},
+            )
+        for _ in range(3):  # three sweeps: the waiting one is never queued twice
+            before = stack.worker_log().count("sweep_unanswered")
+            stack.celery.send_task("app.tasks.sweep_unanswered", queue="default")
+            wait_until(
+                lambda b=before: stack.worker_log().count("sweep_unanswered") >= b + 2,
+                30,
+                "the sweep done",
+            )
+        queued = sorted(message for _, message in _queued_tasks(stack))
+        assert queued == sorted([rows[waiting].id, rows[lost].id])
+    finally:
+        stack.consume(True)
+    for openid in (waiting, lost):
+        wait_until(lambda o=openid: stack.sent_to(o), ANSWER_S, "the answer")
+    for openid, xml in xmls.items():
+        assert len(stack.sent_to(openid)) == 1
+        assert stack.message(_msg_id(xml)).attempts == 1
+
+
 def test_sweeper_gives_up_on_a_message_whose_attempts_are_spent(stack: Stack) -> None:
     """A message left `received` after its retries (the task lost, or Celery's retries
     exhausted) is failed by the sweeper with the reason, not queued again forever."""
