@@ -4,6 +4,10 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
+    """Every controller, behind the checks all requests pass (app/controllers/edge.py)."""
+    from app.controllers import edge
+
+    edge.install(app)
     from app.controllers.health import bp as health_bp
     from app.controllers.wechat import bp as wechat_bp
     from app.controllers.wecom import bp as wecom_bp

@@ -106,5 +106,5 @@ def retrieval() -> tuple[Response, int] | Response:
         return _error(404, 2001, f"The knowledge does not exist: {req['knowledge_id']!r}")
     except KnowledgeStoreError as exc:
         log.error("retrieval failed: %s", exc)
-        return _error(503, 503, f"the knowledge base is unavailable: {exc}")
+        return _error(503, 503, f"the knowledge base is unavailable: {exc.client_message()}")
     return jsonify(records=records)

@@ -81,11 +81,17 @@ def _too_large(_exc: RequestEntityTooLarge) -> Any:
 @bp.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Any:
     """JSON for every failure: HTTP errors keep their code; anything else (Milvus or the
-    database down mid-request) is a 503 naming it, never an HTML 500."""
+    database down mid-request) is a 503, never an HTML 500. The exception goes to the log
+    only: its text can quote SQL statements and their parameters."""
     if isinstance(exc, HTTPException):
         return error(exc.code or 500, exc.description or exc.name)
     log.exception("knowledge API request failed")
-    return error(503, f"the knowledge service is unavailable: {type(exc).__name__}: {exc}")
+    return error(503, "the knowledge service is unavailable; retry later")
+
+
+def _store_failed(exc: KnowledgeStoreError) -> Any:
+    log.error("knowledge store failed: %s", exc)
+    return error(503, f"the knowledge store failed: {exc.client_message()}")
 
 
 def _queued(version_id: int, doc_id: str) -> Any:
@@ -162,7 +168,7 @@ def delete_document(doc_id: str) -> Any:
     except kb.NotFound as exc:
         return error(404, str(exc))
     except KnowledgeStoreError as exc:
-        return error(503, f"the knowledge store failed: {exc}")
+        return _store_failed(exc)
     return jsonify(deleted=doc_id, chunks_removed=removed)
 
 
@@ -212,7 +218,7 @@ def search() -> Any:
     try:
         hits = kb.search(resources.knowledge_store(_settings()), **params)
     except KnowledgeStoreError as exc:
-        return error(503, f"the knowledge store failed: {exc}")
+        return _store_failed(exc)
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     return jsonify(
         query=params["query"],

@@ -95,7 +95,8 @@ def _job_failed(exc: JobError) -> tuple[Response, int]:
 @bp.errorhandler(KnowledgeStoreError)
 def _store_down(exc: KnowledgeStoreError) -> tuple[Response, int]:
     log.error("knowledge store failed: %s", exc)
-    return _error(503, "knowledge_unavailable", f"the knowledge base is unavailable: {exc}")
+    message = f"the knowledge base is unavailable: {exc.client_message()}"
+    return _error(503, "knowledge_unavailable", message)
 
 
 @bp.errorhandler(HTTPException)

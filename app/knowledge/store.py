@@ -86,9 +86,17 @@ T = TypeVar("T")
 class KnowledgeStoreError(RuntimeError):
     """Base class for knowledge store failures worth showing to an operator as they are."""
 
+    def client_message(self) -> str:
+        """The message for an API response: as it is, unless it quotes a driver's error."""
+        return str(self)
+
 
 class StoreUnavailable(KnowledgeStoreError):
     """Milvus cannot be reached (or a local .db is held by another process)."""
+
+    def client_message(self) -> str:
+        # The message quotes pymilvus's exception: the log has it, API clients do not.
+        return "Milvus cannot be reached; retry later"
 
 
 class OutdatedCollection(KnowledgeStoreError):

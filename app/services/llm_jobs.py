@@ -93,7 +93,8 @@ def _via_queue(
     try:
         llm_api_job.apply_async(args=[job_id, kind, payload], queue="llm", expires=wait_s)
     except Exception as exc:  # noqa: BLE001 - broker down: tell the caller, not a 500
-        raise JobError(503, f"the model queue is unavailable ({exc})") from exc
+        log.error("could not queue a %s job: %s", kind, exc)
+        raise JobError(503, "the model queue is unavailable; retry later") from exc
     last_id = "0-0"
     started = False
     deadline = time.monotonic() + wait_s
