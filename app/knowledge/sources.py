@@ -61,6 +61,10 @@ _HEADER_ALIASES = {
     "类别": "category",
 }
 _SIMILAR_SPLIT = re.compile(r"[|｜\n]+")
+# A cell a spreadsheet would run (CSV injection, OWASP): "=" anything, or "+", "-", "@"
+# followed by a function call ("+HYPERLINK(", "@SUM(") or a DDE link ("-2+3+cmd|' /C
+# calc'!A0"). "-满199减20" and "+86 400 800 1234" are text. Tab and CR are stripped.
+_FORMULA = re.compile(r"=|[+\-@]\s*[A-Za-z_][\w.]*\s*\(|[+\-@][^|]*\|[^!]*!")
 _MAX_DOC_ID = 200
 
 Kind = Literal["faq", "text"]
@@ -162,8 +166,24 @@ def _header_map(header: list[str]) -> dict[str, int]:
     return found
 
 
+def _formula(row: list[str], columns: dict[str, int]) -> str | None:
+    """The first cell of ``row`` that is a spreadsheet formula, as "its column (its text)"."""
+    for name, idx in columns.items():
+        cell = row[idx].strip() if idx < len(row) else ""
+        if _FORMULA.match(cell):
+            shown = cell if len(cell) <= 40 else cell[:40] + "…"
+            return f"{name} ({shown})"
+    return None
+
+
 def parse_faq_rows(rows: list[list[str]]) -> tuple[tuple[FaqEntry, ...], tuple[str, ...]]:
-    """FAQ entries from a header row plus data rows, and warnings for skipped rows."""
+    """FAQ entries from a header row plus data rows, and warnings for skipped rows.
+
+    A row with a cell that is a spreadsheet formula (``=cmd|' /C calc'!A0``, CSV injection)
+    is skipped with a warning naming its row and column, the way a half-filled row is: the
+    answer would be sent to customers word for word, and what staff meant is the value
+    Excel shows, not the formula. The rest of the file is imported; the warning tells staff
+    to type that cell as plain text."""
     header_idx = next((i for i, r in enumerate(rows) if any(c.strip() for c in r)), None)
     if header_idx is None:
         raise BadFile("the file is empty: it needs a header row with question and answer")
@@ -182,6 +202,13 @@ def parse_faq_rows(rows: list[list[str]]) -> tuple[tuple[FaqEntry, ...], tuple[s
         if not question or not answer:
             missing = "question" if not question else "answer"
             warnings.append(f"row {offset}: skipped, {missing} is empty")
+            continue
+        formula = _formula(row, columns)
+        if formula is not None:
+            warnings.append(
+                f"row {offset}: skipped, the {formula} is a spreadsheet formula; "
+                "type it as plain text"
+            )
             continue
         similar = tuple(
             s.strip() for s in _SIMILAR_SPLIT.split(get(row, "similar_questions")) if s.strip()

@@ -57,6 +57,86 @@ def test_xlsx_with_formula_and_chinese_headers(tmp_path: Path) -> None:
     assert doc.warnings == ("row 5: skipped, answer is empty",)
 
 
+INJECTION_ROWS = [
+    ["question", "answer", "similar_questions", "category"],
+    ["满多少包邮？", "-满99元包邮，偏远地区除外。", "包邮吗", "物流"],
+    ["客服电话是多少？", "+86 400 800 1234（每天9点到21点）", "", "服务"],
+    ["怎么退款？", "=cmd|' /C calc'!A0", "", "售后"],
+    ["发票怎么开？", "下单时勾选开具发票。", "-2+3+cmd|' /C calc'!A0", "发票"],
+    ["积分怎么用？", "100积分抵1元。", "", '@SUM(1+1)*cmd|" /C calc"!A0'],
+    ['@HYPERLINK("http://evil")', "点这里", "", ""],
+]
+INJECTION_WARNINGS = (
+    "row 4: skipped, the answer (=cmd|' /C calc'!A0) is a spreadsheet formula; "
+    "type it as plain text",
+    "row 5: skipped, the similar_questions (-2+3+cmd|' /C calc'!A0) is a spreadsheet "
+    "formula; type it as plain text",
+    'row 6: skipped, the category (@SUM(1+1)*cmd|" /C calc"!A0) is a spreadsheet '
+    "formula; type it as plain text",
+    'row 7: skipped, the question (@HYPERLINK("http://evil")) is a spreadsheet formula; '
+    "type it as plain text",
+)
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def _xlsx_text_cells(rows: list[list[str]]) -> bytes:
+    """Every cell a string, as staff get by typing ' before "=" (no formula runs)."""
+    import io
+
+    book = Workbook()
+    sheet = book.active
+    for r, row in enumerate(rows, start=1):
+        for c, value in enumerate(row, start=1):
+            cell = sheet.cell(row=r, column=c)
+            cell.value, cell.data_type = value, "s"
+    raw = io.BytesIO()
+    book.save(raw)
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_rows_with_formula_cells_are_skipped_with_a_warning(tmp_path: Path, suffix: str) -> None:
+    data = _csv(INJECTION_ROWS) if suffix == ".csv" else _xlsx_text_cells(INJECTION_ROWS)
+    path = tmp_path / f"faq{suffix}"
+    path.write_bytes(data)
+
+    doc = load_document(path, tmp_path)
+
+    assert [(f.question, f.answer) for f in doc.faqs] == [
+        ("满多少包邮？", "-满99元包邮，偏远地区除外。"),
+        ("客服电话是多少？", "+86 400 800 1234（每天9点到21点）"),
+    ]
+    assert doc.warnings == INJECTION_WARNINGS
+
+
+def test_a_formula_cells_cached_value_that_is_a_formula_is_skipped(tmp_path: Path) -> None:
+    from tests.knowledge.files import make_xlsx, with_cached_formula_values
+
+    rows: list[list[object]] = [
+        ["问题", "答案"],
+        ["怎么退款？", '="=cmd|"&"\' /C calc\'!A0"'],
+        ["满多少包邮？", "满99元包邮。"],
+    ]
+    data = with_cached_formula_values(make_xlsx(rows), {"B2": "=cmd|' /C calc'!A0"})
+    (tmp_path / "faq.xlsx").write_bytes(data)
+
+    doc = load_document(tmp_path / "faq.xlsx", tmp_path)
+
+    assert [f.question for f in doc.faqs] == ["满多少包邮？"]
+    assert doc.warnings == (
+        "row 2: skipped, the answer (=cmd|' /C calc'!A0) is a spreadsheet formula; "
+        "type it as plain text",
+    )
+
+
 def test_missing_column_is_named(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("question,similar_questions\n包邮吗,运费\n", encoding="utf-8")
