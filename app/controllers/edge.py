@@ -1,5 +1,6 @@
 """What every request meets before a controller: text the database cannot hold is refused
-with a clear 400, and no error body quotes SQL or an exception.
+with a clear 400, a chunked body over the size limit is a 413, and no error body quotes
+SQL or an exception.
 
 A NUL or an unpaired surrogate in a URL (``?q=%00``, a document id), a query parameter, a
 form field, a file name, a JSON body or Basic credentials used to reach PostgreSQL and
@@ -16,7 +17,9 @@ from typing import Any
 
 from flask import Flask, Request, Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream
 
 from app.inputs import find_unstorable
 
@@ -41,8 +44,33 @@ def _refuse(value: Any, where: str) -> None:
         raise UnstorableText(problem)
 
 
+class _ChunkedBody(LimitedStream):
+    """A body without Content-Length (chunked), read up to the limit. Werkzeug's own stream
+    stops there silently, so a body over the limit reached the controller cut short and was
+    refused as malformed (400); here a byte past the limit makes it a 413."""
+
+    def on_exhausted(self) -> None:
+        if self._stream.read(1):
+            raise RequestEntityTooLarge()
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        if self.is_exhausted:
+            self.on_exhausted()
+        return data
+
+
 class EdgeRequest(Request):
-    """Flask's request, checking JSON bodies and forms as they are read."""
+    """Flask's request, checking JSON bodies and forms as they are read, and the size of
+    chunked bodies."""
+
+    @cached_property
+    def stream(self) -> Any:
+        limit = self.max_content_length
+        terminated = "wsgi.input_terminated" in self.environ  # the server de-chunks
+        if limit is None or self.content_length is not None or not terminated:
+            return super().stream
+        return _ChunkedBody(self.environ["wsgi.input"], limit, is_max=True)
 
     def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         data = super().get_json(force=force, silent=silent, cache=cache)
