@@ -184,6 +184,7 @@ def answer_pipeline(settings: Settings, *, with_memory: bool = True) -> AnswerPi
         n_ctx=settings.llm_n_ctx,
         faq=faq_matcher(settings),
         judge=judge,
+        max_question_chars=settings.answer_max_question_chars,
     )
 
 

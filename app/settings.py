@@ -289,6 +289,9 @@ class Settings(BaseSettings):
     answer_min_faq_similarity: float | None = Field(None, ge=0.0, le=1.0)
     #: Reply when the knowledge does not cover a question (empty: the built-in one).
     answer_refusal_text: str = ""
+    #: Longer questions get a polite request to say it in a sentence or two (a pasted
+    #: document does not fit the model's context next to the knowledge).
+    answer_max_question_chars: int = Field(1000, ge=50, le=100_000)
 
     @field_validator("sensitive_words_file", mode="before")
     @classmethod

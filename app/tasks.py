@@ -43,7 +43,10 @@ def answer_message(self, message_id: int) -> str:  # noqa: ANN001
 def sweep_unanswered() -> int:
     """Re-queues messages that were accepted but never finished (lost enqueue, dead worker);
     fails, with the reason logged, those that used up ANSWER_MAX_ATTEMPTS."""
-    ids = answering.sweep(_settings(), inbound.enqueue_answer)
+    settings = _settings()
+    ids = answering.sweep(
+        settings, inbound.enqueue_answer, api=lambda msg: api_for(msg.channel, settings)
+    )
     if ids:
         log.info("re-queued %d unanswered messages", len(ids))
     return len(ids)

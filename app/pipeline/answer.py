@@ -45,6 +45,12 @@ REFUSAL_TEXT = (
     "您可以回复“人工”，由人工客服为您解答。"
 )
 HANDOFF_HINT = "其他情况您可以回复“人工”咨询人工客服。"
+TOO_LONG_TEXT = (
+    "您的消息有点长，我一次看不完整。请用一两句话把问题再发给我，"
+    "或回复“人工”，由人工客服为您处理。"
+)
+#: Questions longer than this (characters) get TOO_LONG_TEXT (ANSWER_MAX_QUESTION_CHARS).
+MAX_QUESTION_CHARS = 1000
 #: Kept for callers of the first version; the refusal is REFUSAL_TEXT now.
 FALLBACK_ANSWER = REFUSAL_TEXT
 #: With the topic check on, an FAQ entry this much further (e5 cosine) from the customer's
@@ -143,6 +149,7 @@ class AnswerPipeline:
         faq_margin: float = FAQ_NEAREST_MARGIN,
         faq: FaqMatcher | None = None,
         judge: FaqJudge | None = None,
+        max_question_chars: int = MAX_QUESTION_CHARS,
     ) -> None:
         self.retriever = retriever
         self.model = model
@@ -160,6 +167,7 @@ class AnswerPipeline:
         self.faq = faq
         #: Asked before a hand-off whether the nearest entry answers after all.
         self.judge = judge
+        self.max_question_chars = max_question_chars
 
     # --- entry points -------------------------------------------------------------
 
@@ -188,6 +196,12 @@ class AnswerPipeline:
         """Answer text as it is generated (sentence by sentence, each checked against the
         passages), reasoning separately, then a Final with sources and usage."""
         q = mask_pii(question.strip())
+        if len(q) > self.max_question_chars:
+            answer = self._refusal(text=TOO_LONG_TEXT)
+            answer.detail.update(check="too long", chars=len(q))
+            yield Delta(answer.text)
+            yield Final(answer)
+            return
         turns = list(history) if history is not None else self._recall(customer)
         t0 = time.perf_counter()
         match = self.faq.best(q) if self.faq is not None and q else None
@@ -354,9 +368,13 @@ class AnswerPipeline:
         answer.completion_tokens = refused.completion_tokens
         return answer
 
-    def _refusal(self, **fields: Any) -> Answer:
+    def _refusal(self, text: str | None = None, **fields: Any) -> Answer:
         return Answer(
-            text=self.refusal_text, refused=True, handoff=True, outcome="refused", **fields
+            text=text or self.refusal_text,
+            refused=True,
+            handoff=True,
+            outcome="refused",
+            **fields,
         )
 
     def _clean(self, text: str, keep: Sequence[str] = ()) -> str:

@@ -32,6 +32,9 @@ from app.store import InboundMessage, OutboundReply
 
 log = logging.getLogger(__name__)
 
+#: What a customer hears when their question could not be answered at all.
+FAILED_TEXT = "抱歉，系统暂时没能处理您的问题。请稍后再问一次，或回复“人工”，由人工客服为您处理。"
+
 
 class Answerer(Protocol):
     """What answers a customer (ANSWER_BACKEND): the answer pipeline, or a Dify app.
@@ -106,7 +109,7 @@ def answer_message(
     except WeChatAPIError as exc:
         db.session.rollback()
         if exc.retryable:
-            if _spent(msg, str(exc), settings):
+            if _spent(msg, str(exc), settings, api):
                 return "failed"
             _release(msg, str(exc))
             raise
@@ -115,7 +118,7 @@ def answer_message(
         return "failed"
     except Exception as exc:
         db.session.rollback()
-        if _spent(msg, repr(exc), settings):
+        if _spent(msg, repr(exc), settings, api):
             return "failed"
         _release(msg, repr(exc))
         raise
@@ -197,14 +200,38 @@ def _fail(msg: InboundMessage, error: str, errcode: int | None, errmsg: str) -> 
     ANSWER_OUTCOMES.labels(outcome="failed", via="").inc()
 
 
-def _spent(msg: InboundMessage, error: str, settings: Settings) -> bool:
-    """Fails the message for good once its attempts are used up (ANSWER_MAX_ATTEMPTS)."""
+def _spent(
+    msg: InboundMessage, error: str, settings: Settings, api: OfficialAccountAPI | None = None
+) -> bool:
+    """Fails the message for good once its attempts are used up (ANSWER_MAX_ATTEMPTS); the
+    customer is told so, rather than left waiting (``tell_failed``)."""
     if msg.attempts < settings.answer_max_attempts:
         return False
     reason = f"gave up after {msg.attempts} attempts; last error: {error}"
     _fail(msg, reason, None, reason)
     log.error("message %s failed: %s", msg.id, reason)
+    if api is not None:
+        tell_failed(msg, api)
     return True
+
+
+def tell_failed(msg: InboundMessage, api: OfficialAccountAPI) -> None:
+    """Sends FAILED_TEXT to the customer of a message that failed before any answer was
+    stored (the model or a dependency kept failing), once: the reply row is the record.
+    Where the answer itself was stored, its sending is what failed: nothing more is sent."""
+    if msg.delivery != "custom" or list(msg.replies):
+        return
+    reply = OutboundReply(inbound_id=msg.id, seq=0, content=FAILED_TEXT, sources="[]")
+    db.session.add(reply)
+    db.session.commit()
+    try:
+        api.send_text(msg.customer, FAILED_TEXT)
+    except Exception as exc:  # noqa: BLE001 - the message is failed either way
+        reply.status, reply.errmsg = "failed", str(exc)[:2000]
+        log.warning("message %s: the failure notice was not sent either: %s", msg.id, exc)
+    else:
+        reply.status, reply.sent_at, reply.via = "sent", datetime.now(UTC), "custom"
+    db.session.commit()
 
 
 def _release(msg: InboundMessage, error: str) -> None:
@@ -213,7 +240,12 @@ def _release(msg: InboundMessage, error: str) -> None:
     db.session.commit()
 
 
-def sweep(settings: Settings, enqueue: Callable[[int], object], limit: int = 100) -> list[int]:
+def sweep(
+    settings: Settings,
+    enqueue: Callable[[int], object],
+    limit: int = 100,
+    api: Callable[[InboundMessage], OfficialAccountAPI] | None = None,
+) -> list[int]:
     """Re-queues stale messages whose task is lost (never queued, or its worker died) and
     fails those whose attempts are spent, so none is re-queued forever. A message whose
     task the broker still holds is waiting its turn and is left alone (app/services/
@@ -226,7 +258,7 @@ def sweep(settings: Settings, enqueue: Callable[[int], object], limit: int = 100
         if msg is None:
             continue
         if msg.attempts >= settings.answer_max_attempts:
-            _spent(msg, msg.error or "never finished", settings)
+            _spent(msg, msg.error or "never finished", settings, api(msg) if api else None)
             continue
         if msg.status == "received" and held is not None and message_id in held:
             continue

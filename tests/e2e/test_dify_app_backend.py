@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from app.services.answering import FAILED_TEXT
 from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient
 from app.simulator.server import serve_in_thread
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.slow
 
 APP_ID = "wxd1f7a99b0c2e4f61"  # an account of its own (token rows, simulator)
 KEY = "app-e2e-5a1b2c3d"
-FAQ = "付款后多久发货？"  # the built-in pipeline would answer this one in the web process
+FAQ = "付款后多久发货？"
+ATTEMPTS = 3  # the built-in pipeline would answer this one in the web process
 
 
 @dataclass
@@ -64,6 +66,7 @@ def dify_backed(
             DIFY_APP_INPUTS='{"channel": "wechat"}',
             DIFY_APP_TIMEOUT_S="10",
             ANSWER_RETRY_BACKOFF_S="1",
+            ANSWER_MAX_ATTEMPTS=str(ATTEMPTS),
         )
         url = start_service(processes, env, "difyapp", web_workers=1)
         try:
@@ -129,3 +132,19 @@ def test_dify_slower_than_the_worker_waits_answers_once_and_is_asked_once(
     [sent] = wait_until(lambda: dify_backed.sent_to(openid), 90, "the answer Dify finished")
     assert sent["content"] == "第1轮：您问的是“发票怎么开？”。"
     assert len(dify_backed.dify.asked(f"wechat:{openid}")) == 1  # not asked again
+
+
+def test_an_app_that_keeps_failing_leaves_the_customer_a_notice_not_silence(
+    dify_backed: DifyBackedService,
+) -> None:
+    dify_backed.dify.fail_next("internal", times=ATTEMPTS)
+    client = dify_backed.client()
+    openid = f"o_{uuid.uuid4().hex[:12]}"
+    client.post(client.text(openid, "你们几点关门？"))
+
+    [sent] = wait_until(lambda: dify_backed.sent_to(openid), 90, "the failure notice")
+    assert sent["content"] == FAILED_TEXT
+    assert len(dify_backed.dify.asked(f"wechat:{openid}")) == ATTEMPTS
+    client.post(client.text(openid, "在吗"))  # the next question is answered as usual
+    wait_until(lambda: len(dify_backed.sent_to(openid)) == 2, 60, "the next answer")
+    assert dify_backed.sent_to(openid)[1]["content"].startswith("第1轮")

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from celery import Celery
 from PIL import Image, ImageDraw, ImageFont
 
+from app.pipeline.answer import TOO_LONG_TEXT
 from app.services import images
 from app.settings import Settings
 from app.simulator.api import create_simulator_app
@@ -530,6 +531,22 @@ def test_passive_late_answer_is_not_carried_after_a_day(stack: Stack) -> None:
 
 
 # --- failures: 45009, attempts spent, the sweeper ---------------------------------------
+
+
+def test_a_question_too_long_for_the_model_gets_a_request_to_shorten_it(stack: Stack) -> None:
+    """A pasted page (3,000 characters) used to fail every attempt on the context window:
+    "typing…" again and again, then silence."""
+    openid = _openid()
+    client = stack.client("async")
+    text = "我上周买的空气炸锅用了几天就不加热了，" * 150 + "请问能退吗？"
+    xml = client.text(openid, text)
+    assert client.post(xml).status_code == 200
+    [sent] = wait_until(lambda: stack.sent_to(openid), ANSWER_S, "the reply")
+    assert sent["content"] == TOO_LONG_TEXT
+    row = stack.wait_status(_msg_id(xml), "answered", 30)
+    assert row.attempts == 1
+    outcome = stack.scalar("SELECT outcome FROM inbound_messages WHERE id=:i", i=row.id)
+    assert outcome == "refused"
 
 
 def test_daily_quota_45009_is_not_retried(stack: Stack) -> None:
