@@ -4,7 +4,7 @@ tool API and the OpenAI-compatible endpoint.
 question (masked; with the customer's recent turns) → the nearest FAQ entry (app/faq/):
 when the question is that entry's, its stored answer verbatim, at once → otherwise hybrid
 retrieval → the model judges which passage answers the question (the near entry, the best
-hit, the best document passage; app/faq/judge.py), none: the hand-off → the model answers
+hit, the best document passage; app/pipeline/focus.py), none: the hand-off → the model answers
 from that passage, streamed → reasoning split off → each sentence checked against it
 (app/pipeline/gate.py) → plain text, sensitive words and personal numbers masked → the
 answer with its sources. When the check turns the answer from a judged FAQ entry into a
@@ -16,6 +16,10 @@ stored record of each message and the metrics.
 
 ``stream`` yields the answer sentence by sentence as it is generated and checked, then a
 ``Final`` with the whole answer; ``answer`` is the same stream, consumed.
+
+Past 400 lines because the stream is one flow (judge, generate, check, fall back) whose
+steps share its state; the steps that stand alone live beside it: focus.py (which passage),
+topic.py (which entries back nothing), gate.py (the check), prompts.py (the layout).
 """
 
 from __future__ import annotations
@@ -29,14 +33,16 @@ from typing import Any, Literal, Protocol
 
 from app.faq.judge import FaqJudge
 from app.faq.matching import FaqMatcher, Match
-from app.faq.table import Evidence, FaqEntry
 from app.llm.engine import Completion, GenerationParams
+from app.pipeline import topic
+from app.pipeline.focus import DOCUMENT_SEARCH, as_entry, judged_passage
 from app.pipeline.gate import AnswerGate
 from app.pipeline.memory import Memory, Turn
 from app.pipeline.postprocess import ThinkSplitter, to_plain_text
 from app.pipeline.privacy import mask_pii
 from app.pipeline.prompts import FROM_PASSAGE, INSTRUCTIONS, fit_messages, format_passage
 from app.pipeline.sensitive import NO_FILTER, SensitiveWordFilter
+from app.pipeline.topic import FAQ_NEAREST_MARGIN
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +59,6 @@ TOO_LONG_TEXT = (
 MAX_QUESTION_CHARS = 1000
 #: Kept for callers of the first version; the refusal is REFUSAL_TEXT now.
 FALLBACK_ANSWER = REFUSAL_TEXT
-#: With the topic check on, an FAQ entry this much further (e5 cosine) from the customer's
-#: question than the nearest retrieved entry backs nothing (bench/RESULTS.md).
-FAQ_NEAREST_MARGIN = 0.04
-#: A passage that is no near FAQ entry must convince the judge by this much more.
-FAR_MARGIN = 0.1
-#: Passages searched for the best document passage to judge (FAQ entries outrank them).
-DOCUMENT_SEARCH = 8
 
 
 class Retriever(Protocol):
@@ -275,7 +274,7 @@ class AnswerPipeline:
                 q, hits[: self.top_k], turns, params, retrieval_ms, match
             )
         else:
-            focus, judged = self._focus(q, match, hits, turns)
+            focus, judged = judged_passage(self.judge, q, match, hits, turns)
             if focus is None:
                 answer = self._refusal(retrieval_ms=retrieval_ms)
                 answer.detail.update(check="judge", judged=judged)
@@ -284,50 +283,12 @@ class AnswerPipeline:
                     q, [focus], turns, params, retrieval_ms, match, instructions=FROM_PASSAGE
                 )
                 answer.detail["judged"] = judged
-                entry = _as_entry(focus, match)
+                entry = as_entry(focus, match)
                 if answer.refused and entry is not None:
                     answer = self._from_entry(entry, answer, judged)
         if answer.outcome != "generated":
             yield Delta(answer.text)  # a generated answer streamed sentence by sentence
         return answer
-
-    def _focus(
-        self, q: str, match: Match | None, hits: list[Any], turns: list[Turn]
-    ) -> tuple[Any | None, list[dict[str, Any]]]:
-        """The passage the judge is surest answers the question (or None), and each
-        judgement: the near FAQ entry, the best retrieved passage, the best document's."""
-        assert self.judge is not None
-        candidates: list[tuple[Any, float]] = []
-        if match is not None and match.verdict == "near":
-            candidates.append((match.entry, self.judge.threshold))
-        # Then the best retrieved passage, and the best document passage: an FAQ entry
-        # outranks a document's passage that answers a detail the FAQ does not have.
-        document = next((h for h in hits if getattr(h, "kind", "") == "text"), None)
-        for hit in [*hits[:1], document]:
-            seen = {getattr(c, "chunk_id", None) for c, _ in candidates}
-            if hit is not None and getattr(hit, "chunk_id", None) not in seen:
-                candidates.append((hit, self.judge.threshold + FAR_MARGIN))
-        # A follow-up ("那空气炸锅呢？") is judged with the question before it.
-        asked = f"{turns[-1].question} {q}" if turns else q
-        judged: list[dict[str, Any]] = []
-        best: tuple[float, Any] | None = None
-        for candidate, threshold in candidates:
-            t0 = time.perf_counter()
-            _, p = self.judge.answers(asked, format_passage(candidate))
-            judged.append(
-                {
-                    "passage": getattr(candidate, "chunk_id", ""),
-                    "p": round(p, 3),
-                    "threshold": round(threshold, 3),
-                    "ms": round((time.perf_counter() - t0) * 1000, 1),
-                }
-            )
-            # The one the judge is surest of, by its lead over its bar: the nearest entry
-            # by its questions is not always the one that answers ("七天无理由退货的运费谁
-            # 出？" is nearest to "支持七天无理由退货吗？").
-            if p >= threshold and (best is None or p - threshold > best[0]):
-                best = (p - threshold, candidate)
-        return (best[1] if best else None), judged
 
     def _retrieve(self, q: str, turns: list[Turn], match: Match | None) -> list[Any]:
         # With a judge, a document's passage further down may be the one to judge.
@@ -436,33 +397,18 @@ class AnswerPipeline:
     def off_topic(
         self, question: str, hits: Sequence[Any], turns: Sequence[Turn] = ()
     ) -> tuple[int, ...]:
-        """The FAQ entries among ``hits`` none of whose questions is near the customer's.
-
-        Small models copy a passage beside the question: asked whether the appliances
-        carry CE marking, the 1.5B answered with the 3C sentence of the "商品是正品吗？"
-        entry, every word backed by it. Such an entry's questions are further from the
-        customer's than paraphrases usually are (the threshold and what it costs:
-        bench/RESULTS.md). A follow-up is also compared with the previous question joined
-        to it. Document chunks have no question to compare and are never set aside.
-
-        An entry is also set aside when another one is nearer by more than ``faq_margin``:
-        asked how to change the bound phone number, the 1.5B answered with the address
-        entry (its paraphrase "怎么改地址" at 0.899), while the login entry lists
-        "怎么换手机号" (0.962).
-        """
+        """The FAQ entries among ``hits`` about another question (app/pipeline/topic.py)."""
         measure = getattr(self.retriever, "question_similarity", None)
         if self.faq_min_similarity <= 0 or measure is None:
             return ()
-        entries = {i: qs for i, h in enumerate(hits) if (qs := _faq_questions(h))}
-        if not entries:
-            return ()
-        asked = [question] + ([f"{turns[-1].question} {question}"] if turns else [])
-        variants = sorted({q for qs in entries.values() for q in qs})
-        rows = measure(asked, variants)
-        nearest = {v: max(row[j] for row in rows) for j, v in enumerate(variants)}
-        closeness = {i: max(nearest[q] for q in qs) for i, qs in entries.items()}
-        floor = max(self.faq_min_similarity, max(closeness.values()) - self.faq_margin)
-        return tuple(i for i, near in closeness.items() if near < floor)
+        return topic.off_topic(
+            measure,
+            question,
+            hits,
+            turns,
+            min_similarity=self.faq_min_similarity,
+            margin=self.faq_margin,
+        )
 
     def _run(
         self,
@@ -552,27 +498,6 @@ def _alternate(first: list[Any], second: list[Any], limit: int) -> list[Any]:
     return out
 
 
-def _as_entry(passage: Any, match: Match | None) -> Match | None:
-    """A judged passage as an FAQ match (for its stored answer), or None for a document's."""
-    if match is not None and passage is match.entry:
-        return match
-    meta = getattr(passage, "metadata", None) or {}
-    if not (meta.get("question") and meta.get("answer")):
-        return None
-    entry = FaqEntry(
-        chunk_id=str(getattr(passage, "chunk_id", "")),
-        question=str(meta["question"]).strip(),
-        answer=str(meta["answer"]).strip(),
-        variants=(str(meta["question"]).strip(),),
-        category=str(getattr(passage, "category", "")),
-        source=str(getattr(passage, "source", "")),
-        section=str(getattr(passage, "section", "")),
-        metadata=dict(meta),
-    )
-    similarity = getattr(passage, "similarity", None) or 0.0
-    return Match(Evidence(entry, getattr(passage, "match", None) or 0.0, 0.0, similarity), "near")
-
-
 def _evidence(match: Match) -> dict[str, Any]:
     ev = match.evidence
     return {
@@ -583,15 +508,6 @@ def _evidence(match: Match) -> dict[str, Any]:
         "gap": round(ev.gap, 4),
         "similarity": round(ev.similarity, 4),
     }
-
-
-def _faq_questions(hit: Any) -> list[str]:
-    """An FAQ hit's question and listed paraphrases; empty for other passages."""
-    meta = getattr(hit, "metadata", None) or {}
-    if not (meta.get("question") and meta.get("answer")):
-        return []
-    variants = [meta["question"], *(meta.get("similar_questions") or [])]
-    return [str(v).strip() for v in variants if str(v).strip()]
 
 
 def _source(hit: Any) -> dict[str, Any]:
