@@ -140,6 +140,10 @@ class AccessToken(db.Model):
     token: Mapped[str] = mapped_column(String(1024), default="")
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The last forced refresh, and how many this (Beijing) day: WeChat allows 20 a day, at
+    #: least 30 s apart (app/channels/wechat/tokens.py).
+    forced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    forced_today: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class RateCounter(db.Model):

@@ -203,6 +203,20 @@ class FailService:
         return [m for m in self.sim.sent if m["touser"] == openid]
 
 
+def _past_force_guard(svc: FailService) -> None:
+    """31 s on, for stable_token's force_refresh guard and the service's own (it keeps
+    forced refreshes 30 s apart across its processes: the token row says when)."""
+    svc.clock.advance(31)
+    with svc.db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE access_tokens SET forced_at = forced_at - interval '31 seconds' "
+                "WHERE app_id = :a"
+            ),
+            {"a": APP_ID},
+        )
+
+
 def _openid() -> str:
     return f"o_fail_{uuid.uuid4().hex[:12]}"
 
@@ -354,7 +368,7 @@ def test_permanent_errors_fail_once_without_loops(svc: FailService, faults: list
 def test_failures_beyond_the_budget_come_back_via_celery_and_deliver_once(
     svc: FailService, errcode: int, http_status: int, task_runs: int
 ) -> None:
-    svc.clock.advance(31)  # past stable_token's 30 s force_refresh guard
+    _past_force_guard(svc)
     tries = RETRIES + 1
     failing = tries * (task_runs - 1)  # every try of every run but the last fails
     svc.sim.inject(SEND, errcode, times=failing, http_status=http_status)
@@ -428,13 +442,34 @@ def test_expired_token_storm_costs_one_refresh(svc: FailService) -> None:
 def test_40001_storm_for_a_token_wechat_still_hands_out_forces_one_refresh(
     svc: FailService,
 ) -> None:
-    svc.clock.advance(31)  # past stable_token's 30 s force_refresh guard
+    _past_force_guard(svc)
     old = svc.current_token()
     requests_made, forces = _storm(svc, lambda: svc.sim.inject(SEND, 40001, times=WORKERS))
     # stable_token without force hands back the rejected token, so one forced refresh.
     assert requests_made == {STABLE: 2}
     assert forces == [False, True]
     assert svc.current_token() != old
+
+
+def test_a_40001_storm_that_goes_on_forces_at_most_one_refresh_per_30_s(
+    svc: FailService,
+) -> None:
+    """WeChat keeps rejecting every token (40001) for two task runs of three messages: the
+    first rejection forces one refresh, the rest wait for the retry instead of spending
+    WeChat's 20 forced refreshes a day (27 in 17 s before)."""
+    _past_force_guard(svc)
+    forces_before = len(svc.wire.stable_forces)
+    started = time.monotonic()
+    svc.sim.inject(SEND, 40001, times=3 * (RETRIES + 1) * 2)
+    openids = [_openid() for _ in range(3)]
+    msg_ids = [svc.ask(openid) for openid in openids]
+    for msg_id in msg_ids:
+        svc.wait_status(msg_id, "answered", ANSWER_S)
+    elapsed = time.monotonic() - started
+    forces = svc.wire.stable_forces[forces_before:]
+    assert 1 <= forces.count(True) <= 1 + int(elapsed // 30), (forces, elapsed)
+    for openid in openids:
+        assert len(svc.delivered(openid)) == 1
 
 
 def test_superseded_token_storm_takes_the_current_stable_token_without_forcing(

@@ -3,7 +3,8 @@
 Fetching a token invalidates the previous one after five minutes, so web processes and
 workers refreshing on their own would clobber each other. Here the token lives in the
 database; a refresh happens under a cross-process lock and only if the token the
-caller saw fail is still the current one, so a storm of 40001 costs one refresh.
+caller saw fail is still the current one, so a storm of 40001 costs one refresh; and a
+forced refresh keeps to WeChat's rule (``may_force``) however long the storm goes on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import text
@@ -29,8 +30,30 @@ EXPIRY_MARGIN = timedelta(seconds=300)
 Fetcher = Callable[[bool], tuple[str, int]]  # force_refresh -> (token, expires_in)
 
 
+#: WeChat's stable_token ignores a forced refresh sooner than this after the last one...
+FORCE_MIN_INTERVAL = timedelta(seconds=30)
+#: ...and allows this many a day (its quota resets at midnight, Beijing time).
+FORCE_PER_DAY = 20
+_BEIJING = timezone(timedelta(hours=8))
+
+
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _beijing_day(dt: datetime | None) -> date | None:
+    return _aware(dt).astimezone(_BEIJING).date() if dt is not None else None
+
+
+def may_force(row: AccessToken, now: datetime) -> bool:
+    """Whether a forced refresh is within WeChat's rule: 30 s after the last one across
+    every process (the row is read under the refresh lock), and 20 a day. A storm of
+    40001 for a token WeChat keeps handing out forced 27 refreshes in 17 s before."""
+    if row.forced_at is None:
+        return True
+    if now - _aware(row.forced_at) < FORCE_MIN_INTERVAL:
+        return False
+    return _beijing_day(row.forced_at) != _beijing_day(now) or row.forced_today < FORCE_PER_DAY
 
 
 class TokenHolder:
@@ -80,9 +103,24 @@ class TokenHolder:
             # stable_token returns the same token until shortly before expiry; force only
             # when WeChat itself rejected the one it keeps handing out.
             token, expires_in = self._fetch(False)
-            if stale is not None and token == stale and row is not None and self._fresh(row):
-                token, expires_in = self._fetch(True)
             now = datetime.now(UTC)
+            if stale is not None and token == stale and row is not None and self._fresh(row):
+                if not may_force(row, now):
+                    # Forcing again would only spend WeChat's 20 a day: the caller's try
+                    # fails, and the answer is retried later with the token then current.
+                    log.warning(
+                        "WeChat rejected the access token of %s again; not forcing another "
+                        "refresh (last forced %s, %d today)",
+                        self.app_id,
+                        row.forced_at,
+                        row.forced_today,
+                    )
+                    db.session.rollback()
+                    return token
+                token, expires_in = self._fetch(True)
+                today = _beijing_day(row.forced_at) == _beijing_day(now)
+                row.forced_today = (row.forced_today or 0) + 1 if today else 1
+                row.forced_at = now
             if row is None:
                 row = AccessToken(app_id=self.app_id)
                 db.session.add(row)
