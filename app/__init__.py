@@ -6,6 +6,7 @@ import logging
 import os
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.settings import Settings, get_settings
 
@@ -33,10 +34,17 @@ def create_app(settings: Settings | None = None) -> Flask:
         # Staff sign-in cookie (app/controllers/auth.py): not sent on cross-site POSTs.
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
     )
     app.extensions["settings"] = settings
+    if settings.trusted_proxies:
+        # Behind TLS-terminating proxies: the client's address and scheme as the proxies
+        # saw them, taking only as many X-Forwarded-* entries as there are proxies (the
+        # rest could be the client's own).
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
 
     from app import extensions
 

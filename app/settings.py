@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     models_dir: Path = PROJECT_ROOT / "models"
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Mark the staff sign-in cookie Secure, so browsers send it over HTTPS only. Off by
+    #: default: the quick start is plain http, where a Secure cookie is never sent back.
+    session_cookie_secure: bool = False
+    #: Reverse proxies in front of the web processes whose X-Forwarded-For and
+    #: X-Forwarded-Proto are believed (werkzeug's ProxyFix): the client address the
+    #: sign-in throttle keys on, and the scheme. 0: the headers are ignored, since a client
+    #: can send them itself.
+    trusted_proxies: int = Field(0, ge=0, le=10)
 
     # --- WeChat Official Account ---------------------------------------------------
     wechat_token: str = ""
