@@ -105,9 +105,11 @@ def celery_config(settings: Settings) -> dict:
             "app.tasks.answer_message": {"queue": "llm"},
             "app.tasks.llm_api_job": {"queue": "llm"},
             "app.tasks.sweep_unanswered": {"queue": "default"},
+            "app.tasks.notify_waiting": {"queue": "default"},
         },
         "beat_schedule": {
             "sweep-unanswered": {"task": "app.tasks.sweep_unanswered", "schedule": 30.0},
+            "notify-waiting": {"task": "app.tasks.notify_waiting", "schedule": 15.0},
             "sweep-knowledge": {"task": "app.tasks.sweep_knowledge", "schedule": 60.0},
         },
         "imports": ["app.tasks"],

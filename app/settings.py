@@ -187,6 +187,13 @@ class Settings(BaseSettings):
 
     # --- answering -----------------------------------------------------------------
     stale_message_after_s: int = Field(120, ge=10)
+    #: A question still waiting in the queue this long (a backlog) gets one message saying
+    #: the answer is coming (async delivery; 0: never). Passive delivery has its own
+    #: pending reply (WECHAT_PASSIVE_PENDING_TEXT).
+    answer_wait_notice_after_s: int = Field(60, ge=0)
+    answer_wait_notice_text: str = (
+        "您的问题已收到，现在咨询的人比较多，正在排队处理，请稍等片刻，马上为您解答。"
+    )
     #: Who answers WeChat and WeCom questions: "pipeline" (this service's answer pipeline)
     #: or "dify" (a Dify chat or chatflow app, for teams who build the conversation there).
     answer_backend: Literal["pipeline", "dify"] = "pipeline"

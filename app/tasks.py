@@ -52,6 +52,18 @@ def sweep_unanswered() -> int:
     return len(ids)
 
 
+@shared_task
+def notify_waiting() -> int:
+    """Tells customers whose question waits in a backlog that the answer is coming."""
+    from app.services.waiting import notify_waiting as notify
+
+    settings = _settings()
+    sent = notify(settings, lambda msg: api_for(msg.channel, settings))
+    if sent:
+        log.info("told %d waiting customers their answer is coming", sent)
+    return sent
+
+
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def index_document(version_id: int) -> str:
     """Parse, chunk and index one uploaded version; progress is on its document row."""

@@ -67,6 +67,9 @@ class InboundMessage(db.Model):
     #: JSON: how it came about (the entry and its evidence, the check that refused and
     #: why, the sources, timings).
     outcome_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # --- backlog (migration 0010_wait_notice) ---
+    #: When the customer was told their question waits in a backlog (once).
+    wait_notice_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     replies: Mapped[list[OutboundReply]] = relationship(
         back_populates="inbound", order_by="OutboundReply.seq"

@@ -1,9 +1,12 @@
-"""Answers in progress hold no database connection: a threads worker on the production path
-(gunicorn, Celery on Redis, PostgreSQL), with a Dify app (the fake of
-tests/dify/fake_app_api.py) taking seconds per answer, as a model does; WeChat played by
-the simulator. Each answer used to keep a transaction open for the whole generation, and
-its typing indicator a second one: at the README's concurrency the pool ran dry and
-answers failed (issue 21)."""
+"""A worker under a backlog, on the production path (gunicorn, a threads Celery worker on
+Redis, PostgreSQL), with a Dify app (the fake of tests/dify/fake_app_api.py) taking
+seconds per answer, as a model does; WeChat played by the simulator.
+
+- Answers in progress hold no database connection: each used to keep a transaction open
+  for the whole generation, and its typing indicator a second one; at the README's
+  concurrency the pool ran dry and answers failed (issue 21).
+- A question waiting behind the backlog is told once that its answer is coming.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+from celery import Celery
 
+from app.settings import Settings
 from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient
 from app.simulator.server import serve_in_thread
@@ -27,12 +32,15 @@ pytestmark = pytest.mark.slow
 APP_ID = "wx5c0a7e2b91d3f4a8"
 KEY = "app-e2e-conn-4d2f"
 CONCURRENCY = 4
+NOTICE_AFTER_S = 8
+NOTICE = Settings.model_fields["answer_wait_notice_text"].default
 
 
 @dataclass
 class Stack:
     url: str
     database_url: str
+    broker: str
     sim: WeChatAPISimulator
     dify: FakeDifyApp
 
@@ -76,12 +84,13 @@ def stack(
             DB_POOL_SIZE=str(2 * CONCURRENCY),
             DB_MAX_OVERFLOW="0",
             DB_POOL_TIMEOUT_S="3",
+            ANSWER_WAIT_NOTICE_AFTER_S=str(NOTICE_AFTER_S),
         )
         url = start_service(
             processes, env, "conn", web_workers=1, concurrency=CONCURRENCY, pool="threads"
         )
         try:
-            yield Stack(url, database_url, sim, fake)
+            yield Stack(url, database_url, env["CELERY_BROKER_URL"], sim, fake)
         finally:
             processes.stop("conn-web")
             processes.stop("conn-worker")
@@ -114,5 +123,49 @@ def test_answers_being_written_hold_no_database_connection_and_all_go_out_once(
         wait_until(lambda o=openid: stack.sent_to(o), 60, "the answer at WeChat")
     assert all(len(stack.sent_to(o)) == 1 for o in customers)
     # Answered on the first attempt: none waited for a connection and failed.
-    attempts = stack.sql("SELECT attempts, status FROM inbound_messages")
+    attempts = stack.sql(
+        "SELECT attempts, status FROM inbound_messages WHERE customer IN ({})".format(
+            ",".join(f"'{o}'" for o in customers)
+        )
+    )
     assert sorted(attempts) == [(1, "answered")] * CONCURRENCY
+
+
+def test_a_question_waiting_behind_the_backlog_is_told_once_its_answer_is_coming(
+    stack: Stack,
+) -> None:
+    stack.dify.latency_s = 20.0  # every worker thread busy for a while
+    celery = Celery(broker=stack.broker)
+    try:
+        client = stack.client()
+        busy = [f"o_{uuid.uuid4().hex[:12]}" for _ in range(CONCURRENCY)]
+        for openid in busy:
+            client.post(client.text(openid, "发票怎么开？"))
+        wait_until(
+            lambda: {f"wechat:{o}" for o in busy} <= {r["user"] for r in stack.dify.requests},
+            60,
+            "every thread answering",
+        )
+        late = f"o_{uuid.uuid4().hex[:12]}"
+        client.post(client.text(late, "你们周末营业吗？"))
+        waited = (
+            f"SELECT count(*) FROM inbound_messages WHERE customer = '{late}' AND status = "
+            f"'received' AND created_at < now() - interval '{NOTICE_AFTER_S} seconds'"
+        )
+        wait_until(lambda: stack.sql(waited)[0][0] == 1, 60, "the question waiting")
+        for _ in range(2):  # two beats: one notice
+            celery.send_task("app.tasks.notify_waiting", queue="default")
+        wait_until(lambda: stack.sent_to(late), 30, "the notice")
+        [answer] = wait_until(
+            lambda: [m for m in stack.sent_to(late) if m["content"] != NOTICE],
+            120,
+            "the answer after the notice",
+        )
+        assert [m["content"] for m in stack.sent_to(late)] == [NOTICE, answer["content"]]
+        for openid in busy:  # being answered, not waiting: no notice
+            wait_until(lambda o=openid: stack.sent_to(o), 60, "the busy ones' answers")
+            assert [m["content"] for m in stack.sent_to(openid)] != [NOTICE]
+            assert len(stack.sent_to(openid)) == 1
+    finally:
+        stack.dify.latency_s = 4.0
+        celery.close()
