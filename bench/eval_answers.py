@@ -145,7 +145,9 @@ def run_set(name: str, seeds: Sequence[int], args: argparse.Namespace) -> list[R
         for seed in seeds:
             # Quality, not this machine's load: no wall-clock cut-off.
             params = replace(generation_params(settings), seed=seed, time_budget_s=None)
-            overrides = {"instructions": args.instructions} if args.instructions else {}
+            overrides: dict = {"instructions": args.instructions} if args.instructions else {}
+            if args.entry_fallback:
+                overrides["entry_fallback"] = args.entry_fallback
             pipeline = service_pipeline(store, engine, params, **overrides)
 
             def ask(q: retrieval_sets.Question, seed: int = seed, pipeline=pipeline) -> Row:  # noqa: ANN001
@@ -183,6 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--milvus-uri", help="an existing Milvus (default: start milvus-lite)")
     parser.add_argument("--out", type=Path, help="write every answer here (JSON lines)")
     parser.add_argument("--instructions", type=Path, help="a file of other instructions")
+    parser.add_argument(
+        "--entry-fallback",
+        choices=["always", "unchecked", "never"],
+        help="when a judged FAQ entry's stored answer replaces a refused model answer",
+    )
     args = parser.parse_args(argv)
     if args.instructions:
         args.instructions = args.instructions.read_text(encoding="utf-8")

@@ -149,6 +149,7 @@ class AnswerPipeline:
         faq: FaqMatcher | None = None,
         judge: FaqJudge | None = None,
         max_question_chars: int = MAX_QUESTION_CHARS,
+        entry_fallback: Literal["always", "unchecked", "never"] = "always",
     ) -> None:
         self.retriever = retriever
         self.model = model
@@ -167,6 +168,9 @@ class AnswerPipeline:
         #: Asked before a hand-off whether the nearest entry answers after all.
         self.judge = judge
         self.max_question_chars = max_question_chars
+        #: When the model's answer from a judged FAQ entry is refused by the check, the
+        #: entry's stored answer goes out instead ("faq judge"; ``_falls_back``).
+        self.entry_fallback = entry_fallback
 
     # --- entry points -------------------------------------------------------------
 
@@ -284,7 +288,7 @@ class AnswerPipeline:
                 )
                 answer.detail["judged"] = judged
                 entry = as_entry(focus, match)
-                if answer.refused and entry is not None:
+                if answer.refused and entry is not None and self._falls_back(answer):
                     answer = self._from_entry(entry, answer, judged)
         if answer.outcome != "generated":
             yield Delta(answer.text)  # a generated answer streamed sentence by sentence
@@ -318,6 +322,14 @@ class AnswerPipeline:
             outcome="faq",
             detail={"via": via, **_evidence(match), **detail},
         )
+
+    def _falls_back(self, refused: Answer) -> bool:
+        """Whether a judged entry's stored answer replaces the model's refused one
+        (``entry_fallback``): always, only when the model's answer could not be checked
+        (it said nothing backed, or only a bare quantity), or never."""
+        if self.entry_fallback == "unchecked":
+            return refused.detail.get("check") != "support"
+        return self.entry_fallback == "always"
 
     def _from_entry(self, entry: Match, refused: Answer, judged: list[dict[str, Any]]) -> Answer:
         """The judge said the entry answers, but the model's answer from it could not be
