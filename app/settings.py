@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     wechat_app_id: str = ""
     wechat_app_secret: str = ""
     wechat_aes_key: str = ""
+    #: Accept encrypted callbacks only (safe or compatibility mode, encrypt_type=aes):
+    #: plaintext ones are refused, so a forger needs the EncodingAESKey, not just the
+    #: Token. Needs WECHAT_AES_KEY. Off: plaintext is accepted too (switching modes).
+    wechat_require_encryption: bool = False
     wechat_api_base_url: str = "https://api.weixin.qq.com"
     wechat_max_body_bytes: int = Field(64 * 1024, ge=1024)
     wechat_timestamp_window_s: int = Field(300, ge=0)
@@ -334,6 +338,13 @@ class Settings(BaseSettings):
     def _aes_shape(cls, v: str) -> str:
         if v and not re.fullmatch(r"[A-Za-z0-9]{43}", v):
             raise ValueError("the EncodingAESKey must be exactly 43 letters or digits")
+        return v
+
+    @field_validator("wechat_require_encryption")
+    @classmethod
+    def _encryption_needs_key(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and not info.data.get("wechat_aes_key"):
+            raise ValueError("needs WECHAT_AES_KEY (the EncodingAESKey) to decrypt callbacks")
         return v
 
     @field_validator("wecom_aes_key", "wecom_corp_id", "wecom_agent_id", "wecom_secret")

@@ -86,9 +86,18 @@ def receive() -> Response:
 
 
 def _read_message(settings: Settings) -> tuple[dict[str, str], str]:
+    encrypted = request.args.get("encrypt_type", "raw").lower() == "aes"
+    if not encrypted and settings.wechat_require_encryption:
+        # WeChat marks every safe- and compatibility-mode callback encrypt_type=aes; one
+        # without it is a plain-mode account or a forger who knows only the Token.
+        raise CallbackRejected(
+            403,
+            "plaintext callback refused: WECHAT_REQUIRE_ENCRYPTION is on; set the account's "
+            "message encryption (消息加解密方式) to safe mode (安全模式)",
+        )
     text = decode_xml(request.get_data(cache=False))
     envelope = parse_xml(text)
-    if request.args.get("encrypt_type", "raw").lower() != "aes":
+    if not encrypted:
         return envelope, text
     if not settings.wechat_aes_key:
         raise CallbackRejected(400, "encrypted message but WECHAT_AES_KEY is not set")

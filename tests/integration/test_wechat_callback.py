@@ -184,6 +184,30 @@ def test_encrypted_modes_round_trip_with_encrypted_passive_replies(
     assert [r.content for r in _rows(app) if r.dedup_key == "55"] == ["发票怎么开"]
 
 
+def test_required_encryption_refuses_plaintext_and_takes_both_encrypted_modes(
+    tmp_path: Path,
+) -> None:
+    app = _app(tmp_path, wechat_aes_key=OFFICIAL["aes"], wechat_require_encryption=True)
+    plain = Wechat(
+        app.test_client(), CallbackClient("http://x/wechat", WECHAT["token"], WECHAT["app_id"])
+    )
+    # Correctly signed with the Token, but not encrypted: refused, nothing stored.
+    resp = plain.post(plain.signer.text("o_p", "退款多久到账？", msg_id="901"))
+    assert resp.status_code == 403, _reply(resp)
+    assert "WECHAT_REQUIRE_ENCRYPTION" in resp.get_json()["error"]
+    assert _rows(app) == []
+    for msg_id, mode in (("902", "safe"), ("903", "compat")):
+        signer = CallbackClient(
+            "http://x/wechat", WECHAT["token"], WECHAT["app_id"], aes_key=OFFICIAL["aes"], mode=mode
+        )
+        resp = Wechat(app.test_client(), signer).post(signer.text("o_p", "发票", msg_id=msg_id))
+        assert resp.status_code == 200, (mode, _reply(resp))
+    assert [r.dedup_key for r in _rows(app)] == ["902", "903"]
+    # WeChat's URL check (GET) is plain in every mode and still answered.
+    check = plain.signer.prepare("<xml/>").params | {"echostr": "hello"}
+    assert _reply(app.test_client().get("/wechat", query_string=check)) == "hello"
+
+
 def test_hostile_input_is_4xx_and_creates_nothing(tmp_path: Path) -> None:
     app = _app(tmp_path, wechat_aes_key=OFFICIAL["aes"], wechat_max_body_bytes=4096)
     plain = Wechat(

@@ -22,6 +22,7 @@ from tests.support import base_env, run_flask
         ("TOOLS_ANSWER_BUDGET_S", "90", "55"),
         ("ANSWER_BACKEND", "dify", "DIFY_APP_API_URL"),  # no app configured
         ("ANSWER_MIN_FAQ_SIMILARITY", "1.5", "less than or equal to 1"),
+        ("WECHAT_REQUIRE_ENCRYPTION", "true", "WECHAT_AES_KEY"),  # nothing to decrypt with
     ],
 )
 def test_bad_value_names_the_variable(tmp_path, name: str, value: str, hint: str) -> None:
