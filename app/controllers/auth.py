@@ -4,12 +4,13 @@ One check serves the browser and scripts: a signed Flask session cookie after
 POST /api/auth/login (SameSite=Lax, HttpOnly), or HTTP Basic credentials on each request.
 Cookie-authenticated requests that change something must also send the session's CSRF token
 in ``X-CSRF-Token`` (login and /me return it), so another site cannot act for a signed-in
-user. The cookie is tied to the password hash: changing a password signs out its sessions.
+user. Sessions end on the server, not only in the browser: the cookie carries the account's
+session epoch, which logging out, a password change and disabling the account move on, so
+an old cookie (copied, or kept by a shared computer) stops working in every process.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -34,16 +35,12 @@ def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
     return jsonify(error=message, **extra), status
 
 
-def _fingerprint(user: User) -> str:
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
-
-
 def _session_user() -> User | None:
     uid = session.get("uid")
     if uid is None:
         return None
     user = db.session.get(User, uid)
-    if user is None or not user.active or session.get("pw") != _fingerprint(user):
+    if user is None or not user.active or session.get("ep") != user.session_epoch:
         session.clear()
         return None
     return user
@@ -146,13 +143,18 @@ def login() -> Any:
     if user is None:
         return error(401, "wrong username or password")
     session.clear()
-    session["uid"], session["pw"] = user.id, _fingerprint(user)
+    session["uid"], session["ep"] = user.id, user.session_epoch
     session["csrf"] = secrets.token_urlsafe(24)
     return jsonify(user=user_dict(user), csrf_token=session["csrf"])
 
 
 @bp.post("/logout")
 def logout() -> Any:
+    """Ends the session for good: every cookie of the account stops working, this one
+    included, wherever it was copied to (clearing the cookie alone ends nothing)."""
+    user = _session_user()
+    if user is not None:
+        users.end_sessions(user.id)
     session.clear()
     return jsonify(ok=True)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
@@ -45,6 +45,7 @@ def set_password(username: str, password: str, *, actor: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise UserError(f"password must have at least {MIN_PASSWORD} characters")
     user.password_hash = generate_password_hash(password)
+    _end_sessions(user)  # whoever knew the old password is signed out
     audit.record(actor, "user.password", username)
     db.session.commit()
 
@@ -52,8 +53,23 @@ def set_password(username: str, password: str, *, actor: str) -> None:
 def set_active(username: str, active: bool, *, actor: str) -> None:
     user = get(username)
     user.active = active
+    if not active:  # enabling again must not bring back the sessions of before
+        _end_sessions(user)
     audit.record(actor, "user.enable" if active else "user.disable", username)
     db.session.commit()
+
+
+def end_sessions(user_id: int) -> None:
+    """Signs the user out everywhere (logout): every session cookie issued so far carries an
+    older epoch. In the database, so every web process sees it at the next request."""
+    db.session.execute(
+        update(User).where(User.id == user_id).values(session_epoch=User.session_epoch + 1)
+    )
+    db.session.commit()
+
+
+def _end_sessions(user: User) -> None:
+    user.session_epoch = User.session_epoch + 1  # in the caller's transaction
 
 
 def get(username: str) -> User:

@@ -111,3 +111,62 @@ def test_without_trusted_proxies_forwarded_headers_are_ignored(
     for attempt in range(10):
         _login(client, f"spoof{attempt}", "x", **_forwarded(f"192.0.2.{attempt}"))
     assert _login(client, *STAFF, **_forwarded("192.0.2.200")).status_code == 429
+
+
+# --- 2. logging out ends the session on the server -----------------------------------------
+
+
+def _signed_in(app: Flask, username: str, password: str) -> tuple[FlaskClient, str]:
+    """A client signed in as ``username``, and its CSRF token."""
+    client = app.test_client()
+    resp = _login(client, username, password)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return client, resp.get_json()["csrf_token"]
+
+
+def _copy(app: Flask, client: FlaskClient) -> FlaskClient:
+    """Another browser holding the same session cookie (copied, or left on a shared PC)."""
+    other = app.test_client()
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    other.set_cookie("session", cookie.value)
+    return other
+
+
+def _me(client: FlaskClient) -> int:
+    return client.get("/api/auth/me").status_code
+
+
+def test_logout_ends_the_session_for_every_copy_of_its_cookie(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app()
+    client, token = _signed_in(app, *STAFF)
+    stolen = _copy(app, client)
+    assert _me(stolen) == 200
+    out = client.post("/api/auth/logout", headers={"X-CSRF-Token": token})
+    assert out.status_code == 200
+    assert _me(client) == 401
+    assert _me(stolen) == 401  # the old cookie no longer works anywhere
+    # A new sign-in works as before.
+    again, _token = _signed_in(app, *STAFF)
+    assert _me(again) == 200
+
+
+def test_a_password_change_or_disabling_ends_the_sessions(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app()
+    user = ("changer", "first-pass-123")
+    with app.app_context():
+        users.create_user(*user, actor="test")
+    before, _token = _signed_in(app, *user)
+    with app.app_context():
+        users.set_password(user[0], "second-pass-123", actor="test")
+    assert _me(before) == 401
+    after, _token = _signed_in(app, user[0], "second-pass-123")
+    with app.app_context():
+        users.set_active(user[0], False, actor="test")
+        users.set_active(user[0], True, actor="test")
+    assert _me(after) == 401  # enabled again, but the old session stays ended
+    assert _me(_signed_in(app, user[0], "second-pass-123")[0]) == 200
