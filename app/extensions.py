@@ -108,7 +108,10 @@ def celery_config(settings: Settings) -> dict:
             "app.tasks.notify_waiting": {"queue": "default"},
         },
         "beat_schedule": {
-            "sweep-unanswered": {"task": "app.tasks.sweep_unanswered", "schedule": 30.0},
+            "sweep-unanswered": {
+                "task": "app.tasks.sweep_unanswered",
+                "schedule": settings.answer_sweep_every_s,
+            },
             "notify-waiting": {"task": "app.tasks.notify_waiting", "schedule": 15.0},
             "sweep-knowledge": {"task": "app.tasks.sweep_knowledge", "schedule": 60.0},
         },

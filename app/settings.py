@@ -102,10 +102,10 @@ class Settings(BaseSettings):
     database_url: str = ""
     #: Connections each process keeps open to PostgreSQL, and how many more it may open at
     #: a peak. A worker thread holds one only for a moment (never while the model writes),
-    #: and its typing indicator one more: a threads worker needs twice its concurrency
-    #: (checked when it starts: app/store/pool.py).
+    #: its typing indicator one more and its claim's renewal one more: a threads worker
+    #: needs three times its concurrency (checked when it starts: app/store/pool.py).
     db_pool_size: int = Field(10, ge=1, le=1000)
-    db_max_overflow: int = Field(10, ge=0, le=1000)
+    db_max_overflow: int = Field(20, ge=0, le=1000)
     #: How long a request waits for a free connection before it fails (and is retried).
     db_pool_timeout_s: float = Field(30.0, gt=0)
     celery_broker_url: str = ""
@@ -191,6 +191,12 @@ class Settings(BaseSettings):
 
     # --- answering -----------------------------------------------------------------
     stale_message_after_s: int = Field(120, ge=10)
+    #: A worker renews its claim on the message it answers every third of this; a claim
+    #: older than this is a dead worker's: the sweeper queues the message again and the
+    #: next task takes it over (so a killed worker's answers resume within about a minute).
+    answer_claim_lease_s: int = Field(45, ge=6)
+    #: How often beat runs the sweeper (re-queues lost messages, fails spent ones).
+    answer_sweep_every_s: float = Field(30.0, ge=1.0)
     #: A question still waiting in the queue this long (a backlog) gets one message saying
     #: the answer is coming (async delivery; 0: never). Passive delivery has its own
     #: pending reply (WECHAT_PASSIVE_PENDING_TEXT).
@@ -269,10 +275,24 @@ class Settings(BaseSettings):
     #: A document queued or being indexed with no progress for this long, while the
     #: workers index nothing else, is queued again (its task was lost).
     kb_stalled_after_s: int = Field(600, ge=30)
-    #: Failed sign-ins allowed per username, and per client address (ten times as many),
-    #: within the window; more get 429 until it ends (password guessing).
-    login_max_failures: int = Field(10, ge=1)
-    login_failure_window_s: int = Field(900, ge=10, le=86400)
+    #: Sign-in throttle (app/safety/signin.py): failed sign-ins a (username, client address)
+    #: pair may make before each further try waits 1 s, doubling with every failure up to
+    #: LOGIN_BACKOFF_MAX_S. Only that pair waits; nobody is locked out of their own address.
+    login_free_failures: int = Field(5, ge=1, le=1000)
+    login_backoff_max_s: int = Field(300, ge=1, le=86400)
+    #: A pair's failures (and a username's, below) are forgotten this long after the last.
+    login_failure_window_s: int = Field(3600, ge=10, le=7 * 86400)
+    #: Failures of one username from all addresses in the window beyond which it has no
+    #: free tries (distributed guessing): addresses that failed for it wait from their first
+    #: failure on; one that has not failed still signs in at once.
+    login_user_max_failures: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _backoff_inside_window(self) -> Settings:
+        if self.login_backoff_max_s >= self.login_failure_window_s:
+            # The pair would be forgotten before its wait ends, free tries and all.
+            raise ValueError("LOGIN_BACKOFF_MAX_S must be shorter than LOGIN_FAILURE_WINDOW_S")
+        return self
 
     @field_validator("kb_reindex_cron")
     @classmethod

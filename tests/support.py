@@ -34,6 +34,7 @@ BROKER_DBS = {
     "wecom": 8,
     "difyapp": 7,
     "conn": 6,
+    "chaos": 5,
 }
 
 
@@ -148,6 +149,27 @@ def healthy(url: str) -> bool:
     return requests.get(url + "/healthz", timeout=5).status_code == 200
 
 
+def worker_args(name: str, concurrency: int = 1, pool: str = "prefork") -> list[str]:
+    """A Celery worker on both queues, as production runs it (named per stack: control
+    replies never mix across stacks)."""
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "app.worker",
+        "worker",
+        "-Q",
+        "llm,default",
+        "-n",
+        f"{name}@%h",
+        "-c",
+        str(concurrency),
+        "--pool",
+        pool,
+        "--loglevel",
+        "INFO",
+    ]
+
+
 def start_service(
     processes: Processes,
     env: dict[str, str],
@@ -181,26 +203,7 @@ def start_service(
         ],
         env,
     )
-    processes.start(
-        f"{name}-worker",
-        [
-            str(BIN / "celery"),
-            "-A",
-            "app.worker",
-            "worker",
-            "-Q",
-            "llm,default",
-            "-n",
-            f"{name}@%h",  # named per stack: control replies never mix across stacks
-            "-c",
-            str(concurrency),
-            "--pool",
-            pool,
-            "--loglevel",
-            "INFO",
-        ],
-        env,
-    )
+    processes.start(f"{name}-worker", worker_args(name, concurrency, pool), env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: healthy(url), 120, "healthz 200")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -72,8 +73,49 @@ def answer_message(
 ) -> str:
     """Returns what happened: answered, ready (stored for a passive reply), skipped (someone
     else has it or it is done) or failed. Raises when a retry may succeed."""
-    if not claim(message_id, settings.stale_message_after_s):
+    if not claim(message_id, settings.answer_claim_lease_s):
         return "skipped"
+    with keep_claim(message_id, settings.answer_claim_lease_s):
+        return _answer_claimed(message_id, settings, pipeline, api, ocr)
+
+
+@contextmanager
+def keep_claim(message_id: int, lease_s: int) -> Iterator[None]:
+    """Renews the claim every third of the lease while the block runs, each time in a
+    short transaction of its own: a claim that stops being renewed is a dead worker's."""
+    engine = db.engine
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(lease_s / 3):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(
+                        update(InboundMessage)
+                        .where(
+                            InboundMessage.id == message_id, InboundMessage.status == "processing"
+                        )
+                        .values(claimed_at=datetime.now(UTC))
+                    )
+            except Exception as exc:  # noqa: BLE001 - the database is down: try again
+                log.warning("could not renew the claim on message %s: %s", message_id, exc)
+
+    thread = threading.Thread(target=renew, name=f"claim-{message_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+
+
+def _answer_claimed(
+    message_id: int,
+    settings: Settings,
+    pipeline: Answerer,
+    api: OfficialAccountAPI,
+    ocr: Callable[[], OcrEngine] | None,
+) -> str:
     msg = db.session.get(InboundMessage, message_id)
     assert msg is not None
     try:
@@ -269,13 +311,15 @@ def sweep(
 
 def stale_message_ids(settings: Settings, limit: int = 100) -> list[int]:
     """Messages nobody is working on: queued but lost, or claimed by a worker that died."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=settings.stale_message_after_s)
+    now = datetime.now(UTC)
+    cutoff = now - timedelta(seconds=settings.stale_message_after_s)
+    lapsed = now - timedelta(seconds=settings.answer_claim_lease_s)
     rows = db.session.execute(
         select(InboundMessage.id)
         .where(
             or_(
                 (InboundMessage.status == "received") & (InboundMessage.updated_at < cutoff),
-                (InboundMessage.status == "processing") & (InboundMessage.claimed_at < cutoff),
+                (InboundMessage.status == "processing") & (InboundMessage.claimed_at < lapsed),
             )
         )
         .order_by(InboundMessage.id)

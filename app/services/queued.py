@@ -15,8 +15,9 @@ answers None (cannot tell) and every stale message is re-queued, as before; a du
 task only finds the message claimed or answered and does nothing.
 
 On Redis a task that a worker had reserved when it died stays in ``unacked`` until the
-broker's visibility timeout gives it back; a message it had claimed is re-queued when its
-claim lapses (app/services/answering.py).
+broker's visibility timeout (an hour) gives it back, so only tasks taken in the last
+``HELD_S`` count; a message a dead worker had claimed is re-queued when its claim lapses
+(ANSWER_CLAIM_LEASE_S, app/services/answering.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 
 TASK = "app.tasks.answer_message"
 QUEUE = "llm"
+#: A task a worker took longer ago than this is not held any more: the longest retry
+#: countdown (300 s, app/tasks.py) and some slack.
+HELD_S = 360.0
 
 
 def waiting(settings: Settings, queue: str = QUEUE) -> set[int] | None:
@@ -54,8 +59,12 @@ def _redis_payloads(url: str, queue: str) -> Iterable[bytes | str]:
     client = redis.Redis.from_url(url)
     try:
         yield from client.lrange(queue, 0, -1)
-        for raw in client.hvals("unacked"):  # [payload, exchange, routing key]
-            entry = json.loads(raw)
+        # Delivered to a worker lately: running, or a retry counting down (at most 300 s).
+        # Older ones are a dead worker's, which Redis gives back only after the visibility
+        # timeout (an hour): those messages count as lost.
+        recent = client.zrangebyscore("unacked_index", time.time() - HELD_S, "+inf")
+        for raw in client.hmget("unacked", recent) if recent else []:
+            entry = json.loads(raw) if raw else None  # [payload, exchange, routing key]
             if isinstance(entry, list) and entry:
                 yield json.dumps(entry[0])
     finally:

@@ -1,18 +1,20 @@
 """Whether a Celery worker's concurrency fits its database connection pool.
 
-An answer takes a connection for a moment at a time (claim, store, mark sent), and its
-typing indicator one more for the token read: so a worker whose tasks share one process
-(``--pool threads``, gevent, eventlet) needs up to two connections per task running at
-once. When the pool is smaller, answers wait DB_POOL_TIMEOUT_S for a connection and then
-fail; the worker refuses to start instead, saying which setting to raise.
+An answer takes a connection for a moment at a time (claim, store, mark sent), its
+typing indicator one more for the token read, and its claim's renewal one more: so a
+worker whose tasks share one process (``--pool threads``, gevent, eventlet) needs up to
+three connections per task running at once. When the pool is smaller, answers wait
+DB_POOL_TIMEOUT_S for a connection and then fail; the worker refuses to start instead,
+saying which setting to raise.
 """
 
 from __future__ import annotations
 
 from app.settings import Settings
 
-#: Connections one running answer may hold at the same moment (itself, its typing thread).
-PER_TASK = 2
+#: Connections one running answer may hold at the same moment (itself, its typing thread,
+#: its claim's renewal).
+PER_TASK = 3
 _SHARED = ("thread", "gevent", "eventlet")  # "threads", celery.concurrency.thread
 
 

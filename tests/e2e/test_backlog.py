@@ -80,8 +80,8 @@ def stack(
             DIFY_APP_API_URL=dify_handle.url + "/v1",
             DIFY_APP_API_KEY=KEY,
             DIFY_APP_TIMEOUT_S="20",
-            # Two per answer at most (app/store/pool.py): exactly what the worker needs.
-            DB_POOL_SIZE=str(2 * CONCURRENCY),
+            # Three per answer at most (app/store/pool.py): exactly what the worker needs.
+            DB_POOL_SIZE=str(3 * CONCURRENCY),
             DB_MAX_OVERFLOW="0",
             DB_POOL_TIMEOUT_S="3",
             ANSWER_WAIT_NOTICE_AFTER_S=str(NOTICE_AFTER_S),

@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from app.pipeline.answer import TOO_LONG_TEXT
 from app.services import images
+from app.services.answering import FAILED_TEXT
 from app.settings import Settings
 from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient, Delivery
@@ -687,4 +688,5 @@ def test_sweeper_gives_up_on_a_message_whose_attempts_are_spent(stack: Stack) ->
         "the leftover task skipped",
     )
     assert stack.message(_msg_id(xml)).status == "failed"
-    assert stack.sent_to(openid) == []
+    # No answer was ever stored: the customer is told once, not left waiting.
+    assert [m["content"] for m in stack.sent_to(openid)] == [FAILED_TEXT]

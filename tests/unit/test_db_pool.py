@@ -27,14 +27,14 @@ def _worker(concurrency: int, pool: str, **env: str) -> subprocess.CompletedProc
 
 
 def test_a_threads_worker_larger_than_its_pool_does_not_start_and_says_why() -> None:
-    done = _worker(11, "threads")  # 22 connections at most; the default pool is 10 + 10
+    done = _worker(11, "threads")  # 33 connections at most; the default pool is 10 + 20
     assert done.returncode != 0
     assert "worker not started" in done.stderr
-    assert "DB_MAX_OVERFLOW to at least 12" in done.stderr
+    assert "DB_MAX_OVERFLOW to at least 23" in done.stderr
 
 
 def test_the_same_worker_starts_when_the_pool_is_raised() -> None:
-    env = {**os.environ, **_ENV, "DB_MAX_OVERFLOW": "12"}
+    env = {**os.environ, **_ENV, "DB_MAX_OVERFLOW": "23"}
     args = [str(BIN / "celery"), "-A", "app.worker", "worker", "--pool", "threads", "-c", "11"]
     proc = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
