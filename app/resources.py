@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from app.llm.engine import GenerationParams, LlamaEngine
     from app.ocr import OcrEngine
     from app.pipeline.answer import AnswerPipeline
-    from app.safety.ratelimit import WindowCounter
+    from app.safety.ratelimit import FailureLog, WindowCounter
     from app.services.answering import Answerer
 
 _lock = threading.Lock()
@@ -232,6 +232,16 @@ def rate_counter(settings: Settings) -> WindowCounter:
 
     return _once(
         f"rate:{settings.celery_broker_url}", lambda: counter_for(settings.celery_broker_url)
+    )  # type: ignore[return-value]
+
+
+def failure_log(settings: Settings) -> FailureLog:
+    """Failed sign-ins with their times (the sign-in throttle): Redis or the database."""
+    from app.safety.ratelimit import failure_log_for
+
+    return _once(
+        f"failures:{settings.celery_broker_url}",
+        lambda: failure_log_for(settings.celery_broker_url),
     )  # type: ignore[return-value]
 
 

@@ -21,6 +21,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, session
 
 from app import resources
 from app.extensions import db
+from app.safety.signin import Attempt, SignInGate
 from app.services import users
 from app.store import User
 
@@ -46,46 +47,39 @@ def _session_user() -> User | None:
     return user
 
 
-def _basic_user() -> User | None:
+def _basic_user() -> User | Attempt | None:
     auth = request.authorization
     if auth is None or auth.type != "basic" or not auth.username:
         return None
     return _checked(auth.username, auth.password or "")
 
 
-# --- password guessing: failed sign-ins counted per username and per client address -------
+# --- password guessing: slowed per (username, client address), app/safety/signin.py -------
 
 
-def _failure_keys(username: str) -> list[tuple[str, int]]:
-    limit = current_app.extensions["settings"].login_max_failures
-    return [(f"login:user:{username[:64]}", limit), (f"login:ip:{request.remote_addr}", limit * 10)]
-
-
-def _locked_out(username: str) -> bool:
+def _checked(username: str, password: str) -> User | Attempt | None:
+    """``users.authenticate`` behind the sign-in throttle: the user, None for a wrong
+    password, or the refused Attempt while this username must wait at this address."""
     settings = current_app.extensions["settings"]
-    counter = resources.rate_counter(settings)
-    window = settings.login_failure_window_s
-    return any(counter.count(key, window) >= limit for key, limit in _failure_keys(username))
-
-
-def _checked(username: str, password: str) -> User | None:
-    """``users.authenticate``, counting a failure against the name and the address."""
+    gate = SignInGate(settings, resources.failure_log(settings), resources.rate_counter(settings))
+    attempt = gate.begin(username, request.remote_addr)
+    if attempt.wait_s > 0:
+        return attempt
     user = users.authenticate(username[:64], password[:1024])
     if user is None:
-        settings = current_app.extensions["settings"]
-        counter = resources.rate_counter(settings)
-        for key, _limit in _failure_keys(username):
-            counter.hit(key, settings.login_failure_window_s)
+        attempt.failed()
         db.session.commit()  # the database counter counts in this transaction
+    else:
+        attempt.succeeded()
     return user
 
 
-def _too_many_failures() -> tuple[Response, int]:
-    window = current_app.extensions["settings"].login_failure_window_s
+def _too_many_failures(attempt: Attempt) -> tuple[Response, int]:
+    wait = attempt.retry_after
     resp, status = error(
-        429, f"too many failed sign-ins: try again in {max(1, window // 60)} minutes"
+        429, f"too many failed sign-ins for this username from your address: retry in {wait} s"
     )
-    resp.headers["Retry-After"] = str(window)
+    resp.headers["Retry-After"] = str(wait)
     return resp, status
 
 
@@ -100,13 +94,9 @@ def login_required(role: str = "staff") -> Callable[[F], F]:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             via_basic = request.authorization is not None
-            if (
-                via_basic
-                and request.authorization.username
-                and _locked_out(request.authorization.username)
-            ):
-                return _too_many_failures()
             user = _basic_user() if via_basic else _session_user()
+            if isinstance(user, Attempt):
+                return _too_many_failures(user)
             if user is None:
                 message = "wrong username or password" if via_basic else "login required"
                 return error(401, message)
@@ -137,9 +127,9 @@ def login() -> Any:
     username, password = data.get("username"), data.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         return error(400, "username and password are required")
-    if _locked_out(username):
-        return _too_many_failures()
     user = _checked(username, password)
+    if isinstance(user, Attempt):
+        return _too_many_failures(user)
     if user is None:
         return error(401, "wrong username or password")
     session.clear()

@@ -3,15 +3,19 @@ behind TLS, proxies' client addresses, logout, password guessing and cross-site 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
+from app import create_app, resources
 from app.extensions import db
+from app.safety.ratelimit import REDIS_PREFIX
+from app.safety.signin import SignInGate, client_key
 from app.services import users
 from app.settings import load_settings
 from app.store import RateCounter
@@ -94,9 +98,9 @@ def test_behind_a_trusted_proxy_each_client_has_its_own_address(
 ) -> None:
     # Every staff member behind the proxy arrives from the proxy's address (127.0.0.1 in
     # the test client): only X-Forwarded-For tells them apart.
-    client = make_app(trusted_proxies=1, login_max_failures=1).test_client()
-    for attempt in range(10):  # the per-address limit: 10 x LOGIN_MAX_FAILURES
-        wrong = _login(client, f"guess{attempt}", "x", **_forwarded("203.0.113.7"))
+    client = make_app(trusted_proxies=1, login_free_failures=3).test_client()
+    for attempt in range(3):
+        wrong = _login(client, STAFF[0], f"guess{attempt}", **_forwarded("203.0.113.7"))
         assert wrong.status_code == 401, wrong.get_data(as_text=True)
     assert _login(client, *STAFF, **_forwarded("203.0.113.7")).status_code == 429
     other = _login(client, *STAFF, **_forwarded("198.51.100.9"))
@@ -107,9 +111,9 @@ def test_without_trusted_proxies_forwarded_headers_are_ignored(
     make_app: Callable[..., Flask],
 ) -> None:
     # A client that names its own address does not get a fresh one.
-    client = make_app(login_max_failures=1).test_client()
-    for attempt in range(10):
-        _login(client, f"spoof{attempt}", "x", **_forwarded(f"192.0.2.{attempt}"))
+    client = make_app(login_free_failures=3).test_client()
+    for attempt in range(3):
+        _login(client, STAFF[0], f"spoof{attempt}", **_forwarded(f"192.0.2.{attempt}"))
     assert _login(client, *STAFF, **_forwarded("192.0.2.200")).status_code == 429
 
 
@@ -170,3 +174,123 @@ def test_a_password_change_or_disabling_ends_the_sessions(
         users.set_active(user[0], True, actor="test")
     assert _me(after) == 401  # enabled again, but the old session stays ended
     assert _me(_signed_in(app, user[0], "second-pass-123")[0]) == 200
+
+
+# --- 3. password guessing slowed per (username, address), never the real user ----------------
+
+
+def _basic(username: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def test_guessing_slows_that_username_at_that_address_only(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(trusted_proxies=1, login_free_failures=3)
+    colleague = ("colleague", "colleague-pass-1")
+    with app.app_context():
+        users.create_user(*colleague, actor="test")
+    client = app.test_client()
+    guesser = _forwarded("203.0.113.50")
+    for attempt in range(3):  # the free tries
+        assert _login(client, STAFF[0], f"guess{attempt}", **guesser).status_code == 401
+    slowed = _login(client, *STAFF, **guesser)  # even the right password must wait here
+    assert slowed.status_code == 429, slowed.get_data(as_text=True)
+    assert "too many failed sign-ins" in slowed.get_json()["error"]
+    assert 1 <= int(slowed.headers["Retry-After"]) <= 2
+    basic = client.get("/api/auth/me", headers=_basic(*STAFF) | guesser["headers"])
+    assert basic.status_code == 429  # scripts with HTTP Basic too
+    # The person guessed at signs in from their own address; a colleague behind the same
+    # address signs in as well: nobody is locked out.
+    assert _login(client, *STAFF, **_forwarded("198.51.100.50")).status_code == 200
+    assert _login(client, *colleague, **guesser).status_code == 200
+    own_basic = _basic(*STAFF) | _forwarded("198.51.100.50")["headers"]
+    assert client.get("/api/auth/me", headers=own_basic).status_code == 200
+
+
+def test_distributed_guessing_withdraws_free_tries_not_the_account(
+    make_app: Callable[..., Flask],
+) -> None:
+    client = make_app(
+        trusted_proxies=1, login_free_failures=5, login_user_max_failures=3
+    ).test_client()
+    for address in ("203.0.113.61", "203.0.113.61", "203.0.113.62"):
+        assert _login(client, STAFF[0], "guess", **_forwarded(address)).status_code == 401
+    # Three failures of the username from anywhere: an address that failed (twice, of
+    # five free tries) now waits; an address that never failed gets in at once.
+    assert _login(client, *STAFF, **_forwarded("203.0.113.61")).status_code == 429
+    fresh = _login(client, *STAFF, **_forwarded("198.51.100.61"))
+    assert fresh.status_code == 200, fresh.get_data(as_text=True)
+
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture(params=["postgresql", "redis"])
+def gate(
+    request: pytest.FixtureRequest, make_app: Callable[..., Flask], redis_url: str
+) -> Iterator[SignInGate]:
+    """The throttle with 2 free tries and waits up to 8 s, on either shared store."""
+    broker = redis_url if request.param == "redis" else ""
+    app = make_app(
+        login_free_failures=2,
+        login_backoff_max_s=8,
+        login_failure_window_s=60,
+        **({"celery_broker_url": broker} if broker else {}),
+    )
+    settings = app.extensions["settings"]
+    with app.app_context():
+        if broker:
+            client = redis.Redis.from_url(broker)
+            client.delete(*client.keys(REDIS_PREFIX + "login:*") or ["-"])
+        failures, per_user = resources.failure_log(settings), resources.rate_counter(settings)
+        yield SignInGate(settings, failures, per_user)
+
+
+def test_each_failure_past_the_free_ones_doubles_the_wait(gate: SignInGate) -> None:
+    def fail(at: float) -> float:
+        attempt = gate.begin("waiter", "203.0.113.70", now=at)
+        if attempt.wait_s == 0:
+            attempt.failed()
+        return attempt.wait_s
+
+    assert [fail(T0), fail(T0)] == [0, 0]  # the free tries
+    waits, t = [], T0
+    for _ in range(6):
+        wait = gate.begin("waiter", "203.0.113.70", now=t).wait_s
+        waits.append(wait)
+        t += wait
+        assert fail(t) == 0  # the wait is over: one more try (and failure)
+    assert waits == [1, 2, 4, 8, 8, 8]
+    # The right password after the wait clears the pair: no wait next time.
+    ok = gate.begin("waiter", "203.0.113.70", now=t + 8)
+    assert ok.wait_s == 0
+    ok.succeeded()
+    assert gate.begin("waiter", "203.0.113.70", now=t + 8).wait_s == 0
+    # Forgotten a window after the last failure.
+    fail(t + 9)
+    fail(t + 9)
+    assert gate.begin("waiter", "203.0.113.70", now=t + 9).wait_s == 1
+    assert gate.begin("waiter", "203.0.113.70", now=t + 70).wait_s == 0
+
+
+def test_concurrent_tries_do_not_all_pass_one_gate(gate: SignInGate) -> None:
+    for _ in range(2):
+        gate.begin("racer", "203.0.113.80", now=T0).failed()
+    # Two tries read the same count before either is counted (two web threads at once).
+    stale = gate.failures.get("login:pair:203.0.113.80|racer", 60, T0 + 1)
+    real_get = gate.failures.get
+    gate.failures.get = lambda *args, **kwargs: stale  # type: ignore[method-assign]
+    try:
+        first = gate.begin("racer", "203.0.113.80", now=T0 + 1)
+        second = gate.begin("racer", "203.0.113.80", now=T0 + 1)
+    finally:
+        gate.failures.get = real_get  # type: ignore[method-assign]
+    assert first.wait_s == 0 and second.wait_s > 0
+
+
+def test_ipv6_clients_are_keyed_by_their_64() -> None:
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9")
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:203.0.113.9") == "203.0.113.9" == client_key("203.0.113.9")

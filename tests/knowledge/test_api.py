@@ -4,6 +4,7 @@ indexing progress, hit-test, replace, delete; bad files are refused and change n
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -98,7 +99,7 @@ def _every_format() -> list[tuple[str, bytes, str, str]]:
     ]
 
 
-def test_password_guessing_is_locked_out_per_username(kb_service: KbService) -> None:
+def test_password_guessing_is_slowed_per_username_and_address(kb_service: KbService) -> None:
     url = kb_service.url
     victim = ("kbguessed", "right-pass-123")
     done = run_flask(
@@ -107,15 +108,17 @@ def test_password_guessing_is_locked_out_per_username(kb_service: KbService) -> 
     )
     assert done.returncode == 0, done.stderr
     login = f"{url}/api/auth/login"
-    for attempt in range(10):  # LOGIN_MAX_FAILURES
+    for attempt in range(6):  # LOGIN_FREE_FAILURES (5), then 1 s to wait before a 6th
+        if attempt == 5:
+            time.sleep(1.1)
         wrong = requests.post(login, json={"username": victim[0], "password": f"guess{attempt}"})
         assert wrong.status_code == 401, wrong.text
     locked = requests.post(login, json={"username": victim[0], "password": victim[1]})
     assert locked.status_code == 429 and "too many failed sign-ins" in locked.json()["error"]
-    assert int(locked.headers["Retry-After"]) > 0
+    assert int(locked.headers["Retry-After"]) == 2  # the wait doubles with each failure
     basic = requests.get(f"{url}/api/knowledge/documents", auth=victim)
     assert basic.status_code == 429  # scripts with HTTP Basic are locked out too
-    # Another account from the same address still signs in.
+    # Another account from the same address still signs in (only the pair waits).
     assert kb_service.login(*STAFF).get(f"{url}/api/auth/me").status_code == 200
 
 
