@@ -196,7 +196,7 @@ class Settings(BaseSettings):
     #: next task takes it over (so a killed worker's answers resume within about a minute).
     answer_claim_lease_s: int = Field(45, ge=6)
     #: How often beat runs the sweeper (re-queues lost messages, fails spent ones).
-    answer_sweep_every_s: float = Field(30.0, ge=1.0)
+    answer_sweep_every_s: float = Field(15.0, ge=1.0)
     #: A question still waiting in the queue this long (a backlog) gets one message saying
     #: the answer is coming (async delivery; 0: never). Passive delivery has its own
     #: pending reply (WECHAT_PASSIVE_PENDING_TEXT).

@@ -25,7 +25,7 @@ def _settings():  # noqa: ANN202
 def answer_message(self, message_id: int) -> str:  # noqa: ANN001
     settings = _settings()
     try:
-        return answering.answer_message(
+        done = answering.answer_message(
             message_id,
             settings,
             resources.customer_answerer(settings),
@@ -37,6 +37,10 @@ def answer_message(self, message_id: int) -> str:  # noqa: ANN001
         countdown = min(settings.answer_retry_backoff_s * 2**self.request.retries, 300)
         log.warning("answer for message %s failed (%r); retry in %gs", message_id, exc, countdown)
         raise self.retry(exc=exc, countdown=countdown) from exc
+    if done == "later":
+        # The customer's earlier question is being answered: this one comes after it.
+        raise self.retry(countdown=min(1 + self.request.retries, 15))
+    return done
 
 
 @shared_task

@@ -64,6 +64,32 @@ def claim(message_id: int, lease_s: int) -> bool:
     return result.rowcount == 1
 
 
+#: How far back a customer's unanswered message still holds their next one back.
+ORDER_HORIZON = timedelta(hours=1)
+
+
+def earlier_pending(message_id: int) -> bool:
+    """Whether an earlier message of the same customer is still waiting or being answered:
+    answers go out in the order the questions came (two answered at once could arrive the
+    other way round, and the second would be answered without the first in its context)."""
+    msg = db.session.get(InboundMessage, message_id)
+    if msg is None:
+        return False
+    earlier = db.session.scalar(
+        select(InboundMessage.id)
+        .where(
+            InboundMessage.channel == msg.channel,
+            InboundMessage.customer == msg.customer,
+            InboundMessage.id < msg.id,
+            InboundMessage.status.in_(("received", "processing")),
+            InboundMessage.created_at > datetime.now(UTC) - ORDER_HORIZON,
+        )
+        .limit(1)
+    )
+    db.session.commit()  # no connection held while the task waits
+    return earlier is not None
+
+
 def answer_message(
     message_id: int,
     settings: Settings,
@@ -72,7 +98,10 @@ def answer_message(
     ocr: Callable[[], OcrEngine] | None = None,
 ) -> str:
     """Returns what happened: answered, ready (stored for a passive reply), skipped (someone
-    else has it or it is done) or failed. Raises when a retry may succeed."""
+    else has it or it is done), later (the customer's earlier message comes first) or
+    failed. Raises when a retry may succeed."""
+    if earlier_pending(message_id):
+        return "later"
     if not claim(message_id, settings.answer_claim_lease_s):
         return "skipped"
     with keep_claim(message_id, settings.answer_claim_lease_s):

@@ -169,3 +169,25 @@ def test_a_question_waiting_behind_the_backlog_is_told_once_its_answer_is_coming
     finally:
         stack.dify.latency_s = 4.0
         celery.close()
+
+
+def test_a_customers_questions_are_answered_in_the_order_they_came(stack: Stack) -> None:
+    """The first question takes the Dify app 9 s, the second 4 s: answered side by side,
+    the second would arrive first, asked without the first in its conversation."""
+    client = stack.client()
+    openid = f"o_{uuid.uuid4().hex[:12]}"
+    first, second = "你们能开发票吗？", "那电子发票发到哪里？"
+    stack.dify.slow_s = 9.0
+    stack.dify.fail_next("slow")
+    client.post(client.text(openid, first))
+    wait_until(
+        lambda: any(r["user"] == f"wechat:{openid}" for r in stack.dify.requests),
+        60,
+        "the first question at the Dify app",
+    )
+    client.post(client.text(openid, second))
+    wait_until(lambda: len(stack.sent_to(openid)) == 2, 90, "both answers")
+    assert [m["content"] for m in stack.sent_to(openid)] == [
+        f"第1轮：您问的是“{first}”。",
+        f"第2轮：您问的是“{second}”。",
+    ]
