@@ -8,12 +8,14 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from app.controllers import csrf
 from app.controllers.auth import actor, error, login_required
 from app.extensions import db
 from app.services import apikeys, audit
 from app.store import ApiKey
 
 bp = Blueprint("apikeys", __name__, url_prefix="/api/apikeys")
+csrf.protect(bp)  # the admin pages' cookie works here too
 
 
 def key_dict(row: ApiKey) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 One check serves the browser and scripts: a signed Flask session cookie after
 POST /api/auth/login (SameSite=Lax, HttpOnly), or HTTP Basic credentials on each request.
-Cookie-authenticated requests that change something must also send the session's CSRF token
-in ``X-CSRF-Token`` (login and /me return it), so another site cannot act for a signed-in
-user. Sessions end on the server, not only in the browser: the cookie carries the account's
+Cookie-authenticated requests that change something (logout included) must also send the
+session's CSRF token in ``X-CSRF-Token`` (login and /me return it), and no state-changing
+request may come from another site's page (app/controllers/csrf.py: login CSRF too).
+Sessions end on the server, not only in the browser: the cookie carries the account's
 session epoch, which logging out, a password change and disabling the account move on, so
 an old cookie (copied, or kept by a shared computer) stops working in every process.
 """
@@ -20,15 +21,16 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, current_app, g, jsonify, request, session
 
 from app import resources
+from app.controllers import csrf
 from app.extensions import db
 from app.safety.signin import Attempt, SignInGate
 from app.services import users
 from app.store import User
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+csrf.protect(bp)
 
 F = TypeVar("F", bound=Callable[..., Any])
-_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
@@ -102,16 +104,20 @@ def login_required(role: str = "staff") -> Callable[[F], F]:
                 return error(401, message)
             if role == "admin" and user.role != "admin":
                 return error(403, "this needs an admin account")
-            if not via_basic and request.method in _UNSAFE:
-                sent = request.headers.get("X-CSRF-Token", "")
-                if not hmac.compare_digest(sent, session.get("csrf", "")):
-                    return error(403, "missing or wrong X-CSRF-Token header")
+            if not via_basic and request.method in csrf.UNSAFE and not _token_sent():
+                return error(403, "missing or wrong X-CSRF-Token header")
             g.user = user
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _token_sent() -> bool:
+    """The session's CSRF token came with the request: another site cannot read it."""
+    sent = request.headers.get("X-CSRF-Token", "")
+    return hmac.compare_digest(sent, session.get("csrf", ""))
 
 
 def actor() -> str:
@@ -127,6 +133,9 @@ def login() -> Any:
     username, password = data.get("username"), data.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         return error(400, "username and password are required")
+    if not request.is_json and not csrf.proven_same_origin():
+        # A form is what another site's page can post here (login CSRF); JSON is not.
+        return csrf.refused("sign in with a JSON body, as the admin page does")
     user = _checked(username, password)
     if isinstance(user, Attempt):
         return _too_many_failures(user)
@@ -141,9 +150,12 @@ def login() -> Any:
 @bp.post("/logout")
 def logout() -> Any:
     """Ends the session for good: every cookie of the account stops working, this one
-    included, wherever it was copied to (clearing the cookie alone ends nothing)."""
+    included, wherever it was copied to (clearing the cookie alone ends nothing). Needs
+    the session's X-CSRF-Token, so that another site cannot sign the user out."""
     user = _session_user()
     if user is not None:
+        if not _token_sent():
+            return error(403, "missing or wrong X-CSRF-Token header")
         users.end_sessions(user.id)
     session.clear()
     return jsonify(ok=True)

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app import resources
+from app.controllers import csrf
 from app.controllers.auth import actor, error, login_required
 from app.knowledge.sources import BadFile
 from app.knowledge.store import SEARCH_MODES, KnowledgeStoreError
@@ -25,6 +26,7 @@ from app.services import reindex as reindex_service
 from app.settings import Settings
 
 bp = Blueprint("knowledge", __name__, url_prefix="/api/knowledge")
+csrf.protect(bp)  # the admin pages' cookie works here too
 log = logging.getLogger(__name__)
 
 MAX_TOP_K = 50

@@ -294,3 +294,76 @@ def test_ipv6_clients_are_keyed_by_their_64() -> None:
     assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9")
     assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
     assert client_key("::ffff:203.0.113.9") == "203.0.113.9" == client_key("203.0.113.9")
+
+
+# --- 4. cross-site requests: login CSRF, logout, the cookie's writes -------------------------
+
+EVIL = "https://evil.example"
+
+
+def _form_login(client: FlaskClient, **headers: str):  # noqa: ANN201
+    """What another site's page can make a browser post here: a form, no preflight."""
+    return client.post(LOGIN, data={"username": STAFF[0], "password": STAFF[1]}, headers=headers)
+
+
+def test_another_sites_page_cannot_sign_a_browser_in(make_app: Callable[..., Flask]) -> None:
+    client = make_app().test_client()
+    for headers in (
+        {"Origin": EVIL},
+        {"Origin": "null"},  # a sandboxed frame, or a page that hides where it is
+        {"Sec-Fetch-Site": "cross-site", "Origin": EVIL},
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain is another party
+        {"Referer": f"{EVIL}/page"},
+        {},  # no header at all: an old browser on a page that suppresses the Referer
+    ):
+        resp = _form_login(client, **headers)
+        assert resp.status_code == 403, (headers, resp.get_data(as_text=True))
+        assert "cross-site" in resp.get_json()["error"]
+        assert _me(client) == 401, headers  # not signed in as anyone
+    # JSON, as the admin page and scripts send it, from this origin or from no browser.
+    assert _login(client, *STAFF, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert _login(client, *STAFF, headers={"Origin": "http://localhost"}).status_code == 200
+    assert _login(client, *STAFF).status_code == 200  # curl, the CLI's scripts
+    # A form from this service's own page is fine.
+    assert _form_login(client, Origin="http://localhost").status_code == 200
+    assert _form_login(client, **{"Sec-Fetch-Site": "same-origin"}).status_code == 200
+    assert _form_login(client, Referer="http://localhost/admin/login").status_code == 200
+
+
+def test_public_base_url_is_this_services_origin(make_app: Callable[..., Flask]) -> None:
+    # Behind a proxy that passes its own Host header, the browser's origin is the public one.
+    client = make_app(public_base_url="https://kb.example.com").test_client()
+    assert _form_login(client, Origin="https://kb.example.com").status_code == 200
+    assert _form_login(client, Origin="https://kb.example.com:8443").status_code == 403
+    assert _form_login(client, Origin="http://kb.example.com").status_code == 403
+
+
+def test_logout_needs_the_sessions_token_and_this_origin(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    client, token = _signed_in(app, *STAFF)
+    forged = client.post("/api/auth/logout")  # another site's form: no token
+    assert forged.status_code == 403 and "X-CSRF-Token" in forged.get_json()["error"]
+    cross = client.post("/api/auth/logout", headers={"X-CSRF-Token": token, "Origin": EVIL})
+    assert cross.status_code == 403
+    assert _me(client) == 200  # still signed in
+    assert client.post("/api/auth/logout", headers={"X-CSRF-Token": token}).status_code == 200
+    assert _me(client) == 401
+    # Without a session there is nothing to end, and nothing to refuse.
+    assert app.test_client().post("/api/auth/logout").status_code == 200
+
+
+def test_cookie_writes_from_another_site_are_refused_even_with_the_token(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app()
+    admin = ("csrfadmin", "admin-pass-123")
+    with app.app_context():
+        users.create_user(*admin, role="admin", actor="test")
+    client, token = _signed_in(app, *admin)
+    body = {"name": "from-evil"}
+    cross = client.post("/api/apikeys", json=body, headers={"X-CSRF-Token": token, "Origin": EVIL})
+    assert cross.status_code == 403 and "cross-site" in cross.get_json()["error"]
+    refused = client.delete("/api/knowledge/documents/x", headers={"Referer": f"{EVIL}/"})
+    assert refused.status_code == 403
+    own = {"X-CSRF-Token": token, "Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
+    assert client.post("/api/apikeys", json={"name": "own"}, headers=own).status_code == 201
