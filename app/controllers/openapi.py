@@ -61,8 +61,19 @@ def build_spec(settings: Settings) -> dict[str, Any]:
                             "description": "OK",
                             "content": {"application/json": {"schema": op.response}},
                         },
-                        "400": {"description": "Invalid input (the message says which)", **error},
+                        "400": {
+                            "description": "Invalid input (the message says which; "
+                            "fields lists each wrong parameter)",
+                            **error,
+                        },
                         "401": {"description": "Missing, malformed or revoked API key", **error},
+                        "413": {"description": "The request body is too large", **error},
+                        "503": {
+                            "description": "The knowledge base or the model is unavailable; "
+                            "retry later",
+                            **error,
+                        },
+                        "default": {"description": "Any other failure", **error},
                     },
                 }
             },

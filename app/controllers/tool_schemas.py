@@ -162,5 +162,19 @@ class HandoffResponse(Schema):
 
 
 class Error(Schema):
-    error = fields.String(metadata={"description": "A stable error code."})
-    message = fields.String(metadata={"description": "What went wrong and how to fix it."})
+    error = fields.String(
+        required=True, metadata={"description": "A stable error code (invalid_request, ...)."}
+    )
+    message = fields.String(
+        required=True, metadata={"description": "What went wrong and how to fix it."}
+    )
+    # Named "fields" in the body ("fields" is taken by marshmallow's Schema itself).
+    invalid_fields = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        data_key="fields",
+        metadata={
+            "description": "invalid_request only: each parameter that was wrong (or unknown), "
+            "with what was wrong with it; '_body' for the body as a whole."
+        },
+    )

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import Schema, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.controllers import tool_schemas as s
@@ -71,7 +72,20 @@ def _authenticate() -> tuple[Response, int] | None:
 
 @bp.errorhandler(ValidationError)
 def _invalid(exc: ValidationError) -> tuple[Response, int]:
-    return _error(400, "invalid_request", _flatten(exc.messages), fields=exc.messages)
+    return _error(
+        400, "invalid_request", _flatten(exc.messages), fields=_field_messages(exc.messages)
+    )
+
+
+def _field_messages(messages: Any) -> dict[str, list[str]]:
+    """``{parameter: [what was wrong, ...]}``, as the Error schema declares ``fields``
+    (marshmallow's messages may be a bare list, or nested for a nested value)."""
+    if not isinstance(messages, dict):
+        return {"_body": [_flatten(messages)]}
+    return {
+        str(name): [_flatten(m) for m in value] if isinstance(value, list) else [_flatten(value)]
+        for name, value in messages.items()
+    }
 
 
 @bp.errorhandler(ImageRejected)
@@ -97,6 +111,13 @@ def _store_down(exc: KnowledgeStoreError) -> tuple[Response, int]:
     log.error("knowledge store failed: %s", exc)
     message = f"the knowledge base is unavailable: {exc.client_message()}"
     return _error(503, "knowledge_unavailable", message)
+
+
+@bp.errorhandler(SQLAlchemyError)
+def _database_down(exc: SQLAlchemyError) -> tuple[Response, int]:
+    # The statement and the driver's words are for the log, not for the caller.
+    log.error("tool API database error on %s: %s", request.path, exc)
+    return _error(503, "database_unavailable", "the database is unavailable; retry later")
 
 
 @bp.errorhandler(HTTPException)
