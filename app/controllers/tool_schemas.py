@@ -110,13 +110,17 @@ class OcrUrlRequest(_Strict):
     )
 
 
-class OcrUploadRequest(Schema):
+class OcrUploadRequest(_Strict):
+    """One file field, ``image``; any other field is refused (additionalProperties: false),
+    and so is an empty file (minLength: 1 byte)."""
+
     image = fields.Raw(
         required=True,
+        validate=validate.Length(min=1, error="the image is empty (0 bytes); send the file"),
         metadata={
             "type": "string",
             "format": "binary",
-            "description": "The image file (PNG, JPEG, WEBP, BMP, GIF or TIFF).",
+            "description": "The image file (PNG, JPEG, WEBP, BMP, GIF or TIFF), not empty.",
         },
     )
 

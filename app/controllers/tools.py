@@ -137,10 +137,15 @@ def _flatten(messages: Any) -> str:
 
 def _body(op: Operation) -> dict[str, Any]:
     if op.content_type == "multipart/form-data":
-        upload = request.files.get("image")
-        if upload is None:
+        # Every part, text or file, goes through the schema: unknown ones are refused as the
+        # document says (additionalProperties: false), an empty file by its minLength.
+        data = {name: request.form.getlist(name)[-1] for name in request.form}
+        if "image" in data:
+            raise ValidationError({"image": ["send the image as a file part, not as text"]})
+        data.update({name: request.files[name].read() for name in request.files})
+        if "image" not in data:
             raise ValidationError({"image": ["send the image as a multipart file field 'image'"]})
-        return {"image": upload.read()}
+        return op.request().load(data)
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         data: Any = request.form.to_dict()
     else:

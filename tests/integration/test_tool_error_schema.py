@@ -22,7 +22,7 @@ from app.settings import load_settings
 from tests.conftest import temp_pg_database
 from tests.support import free_port
 
-IMAGE_LIMIT = 4096
+IMAGE_LIMIT = 128 * 1024  # two test images fit, one over it does not
 BODY_LIMIT = 2048
 
 
