@@ -1,7 +1,15 @@
-"""Dependency checks, each bounded in time, reported by name."""
+"""Dependency checks, each bounded in time, reported by name.
+
+/healthz is public (load balancers and monitors call it without credentials), so a failed
+check reports only a short fixed reason ("unreachable", "timeout", "auth failed", ...):
+a driver's exception can quote hosts, user names, SQL or file paths. The exception itself
+goes to the log, where the operator finds it.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from typing import Any
 
@@ -10,14 +18,60 @@ from sqlalchemy import text
 from app.extensions import db
 from app.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def _timed(fn) -> dict[str, Any]:  # noqa: ANN001
+
+class Unhealthy(RuntimeError):
+    """A check's own verdict: its message is a fixed reason, safe to show anyone."""
+
+
+#: Reasons for a failed check, each recognised by words of the exception's class name or
+#: message, anywhere in its chain; the first that matches wins.
+_REASONS = (
+    (
+        "auth failed",
+        re.compile(r"auth|password|wrongpass|\brole\b|\b40[13]\b|unauthori[sz]ed|forbidden|denied"),
+    ),
+    ("timeout", re.compile(r"timeout|timed out")),
+    (
+        "unreachable",
+        re.compile(r"connect|refused|unreachable|resolve|name or service|no route|\breset\b"),
+    ),
+)
+
+
+def reason(exc: BaseException) -> str:
+    """What a failed check says publicly: the Unhealthy verdict, else a fixed reason."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for item in chain:
+        if isinstance(item, Unhealthy):
+            return str(item)
+    words = " ".join(f"{type(e).__name__} {e}" for e in chain).lower()
+    for name, marks in _REASONS:
+        if marks.search(words):
+            return name
+    return "failed"
+
+
+def _timed(name: str, fn) -> dict[str, Any]:  # noqa: ANN001
     t0 = time.perf_counter()
     try:
         detail = fn()
         ok = True
     except Exception as exc:  # a health check reports failures, it never raises
-        ok, detail = False, f"{type(exc).__name__}: {exc}"[:300]
+        ok, detail = False, reason(exc)
+        log.warning(
+            "health check %s failed (%s): %s: %s",
+            name,
+            detail,
+            type(exc).__name__,
+            exc,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
     return {"ok": ok, "detail": detail, "ms": round((time.perf_counter() - t0) * 1000, 1)}
 
 
@@ -42,18 +96,21 @@ def check_milvus(settings: Settings) -> str:
     client = milvus_client(settings)
     name = serving_collection(settings)
     if not client.has_collection(name, timeout=2):
-        raise RuntimeError(
-            f"collection {settings.milvus_collection!r} missing (run `flask kb ingest`)"
-        )
+        raise Unhealthy("collection missing (run `flask kb ingest`)")
     stats = client.get_collection_stats(name, timeout=2)
     return f"{stats.get('row_count', '?')} chunks"
 
 
 def check_model(settings: Settings) -> str:
-    from app.llm.engine import check_model_file
+    from app.llm.engine import ModelFileError, check_model_file
 
     assert settings.llm_model_path is not None
-    check_model_file(settings.llm_model_path)
+    if not settings.llm_model_path.is_file():
+        raise Unhealthy("model file missing (run `flask model pull`)")
+    try:
+        check_model_file(settings.llm_model_path)
+    except ModelFileError as exc:
+        raise Unhealthy("model file is not a GGUF file") from exc
     return settings.llm_model_path.name
 
 
@@ -73,7 +130,7 @@ def check_dify_app(settings: Settings) -> str:
     info = client.app_info()
     mode = str(info.get("mode") or "")
     if mode in _UNFIT_DIFY_MODES:
-        raise RuntimeError(f"app {info.get('name', '')!r} is {mode}: {_UNFIT_DIFY_MODES[mode]}")
+        raise Unhealthy(f"the app is {mode}: {_UNFIT_DIFY_MODES[mode]}")
     return f"{info.get('name') or 'app'} ({mode or 'mode unknown'})"
 
 
@@ -92,12 +149,12 @@ def overall(report: dict[str, dict[str, Any]]) -> tuple[str, int]:
 
 def check_all(settings: Settings) -> dict[str, dict[str, Any]]:
     checks = {
-        "database": _timed(check_database),
-        "broker": _timed(lambda: check_broker(settings)),
-        "milvus": _timed(lambda: check_milvus(settings)),
+        "database": _timed("database", check_database),
+        "broker": _timed("broker", lambda: check_broker(settings)),
+        "milvus": _timed("milvus", lambda: check_milvus(settings)),
         # The tool API and /v1 answer with the model in either backend.
-        "model": _timed(lambda: check_model(settings)),
+        "model": _timed("model", lambda: check_model(settings)),
     }
     if settings.answer_backend == "dify":
-        checks["dify_app"] = _timed(lambda: check_dify_app(settings))
+        checks["dify_app"] = _timed("dify_app", lambda: check_dify_app(settings))
     return checks
