@@ -254,6 +254,21 @@ def kb_reindex(full: bool, as_user: str | None) -> None:
         raise click.ClickException(run.error)
 
 
+@kb.command("reindex-status")
+@click.option("-n", "limit", default=10, show_default=True)
+def kb_reindex_status(limit: int) -> None:
+    """Recent reindex runs, newest first; a run whose process died shows abandoned."""
+    from app.services.reindex import recent_runs
+
+    for run in recent_runs(limit, settings=_settings()):
+        finished = f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "-"
+        click.echo(
+            f"{run.id:>5}  {run.status:<10} {run.trigger:<8} {run.done:>5}/{run.total:<5}"
+            f"  {run.started_at:%Y-%m-%d %H:%M:%S}  {finished:<19}  {run.actor}"
+            + (f"  ({run.error})" if run.error else "")
+        )
+
+
 @kb.command("audit")
 @click.option("-n", "limit", default=30, show_default=True)
 def kb_audit(limit: int) -> None:

@@ -233,7 +233,8 @@ def search() -> Any:
 @bp.get("/reindex")
 @login_required()
 def reindex_runs() -> Any:
-    return jsonify(runs=[reindex_service.run_dict(r) for r in reindex_service.recent_runs()])
+    runs = reindex_service.recent_runs(settings=_settings())  # a killed run shows abandoned
+    return jsonify(runs=[reindex_service.run_dict(r) for r in runs])
 
 
 @bp.post("/reindex")

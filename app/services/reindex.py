@@ -4,7 +4,13 @@ Readers always go through the Milvus alias (MILVUS_COLLECTION). A reindex builds
 collection beside the serving one, verifies it against the documents table, and only then
 points the alias at it and drops the old one. Until that one-step switch nothing readers see
 changes, so a reindex that fails, or is killed at any point, leaves the old index serving;
-the next run marks the dead run abandoned and drops its half-built collection.
+the next run drops its half-built collection.
+
+A run holds the reindex lock (a PostgreSQL advisory lock, or a file lock with SQLite) for
+its whole life, and the lock dies with its process: a run still marked running while
+nobody holds the lock is a dead one. Reading the runs (the API, ``flask kb
+reindex-status``) marks such runs abandoned at once, so a killed run is not shown running
+until the next one starts.
 
 Incremental: a document whose served version is already in the old collection with the same
 content hash (and the same embedding model) is copied over with its vectors, not parsed and
@@ -14,6 +20,7 @@ embedded again; a run that finds nothing to change switches nothing. ``full`` re
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -32,6 +39,10 @@ log = logging.getLogger(__name__)
 
 REINDEX_LOCK = "kb-reindex"
 Progress = Callable[[int, int], None]
+#: How long a reindex waits for the lock before it says another one runs: a reader
+#: checking for dead runs holds it for a moment (``reap_dead_runs``).
+LOCK_PATIENCE_S = 2.0
+DIED = "its process stopped before it finished"
 
 
 class ReindexBusy(RuntimeError):
@@ -127,10 +138,33 @@ def reindex(
 ) -> ReindexRun:
     """Rebuild the collection behind the alias; returns the run (succeeded, up_to_date or
     failed). Raises ReindexBusy when another reindex is running."""
-    with named_lock(REINDEX_LOCK, lock_dir(settings), wait=False) as got:
-        if not got:
+    deadline = time.monotonic() + LOCK_PATIENCE_S
+    while True:
+        with named_lock(REINDEX_LOCK, lock_dir(settings), wait=False) as got:
+            if got:
+                return _reindex_locked(store, settings, full, trigger, actor, progress)
+        if time.monotonic() >= deadline:
             raise ReindexBusy("another reindex is running; try again when it has finished")
-        return _reindex_locked(store, settings, full, trigger, actor, progress)
+        time.sleep(0.1)
+
+
+def reap_dead_runs(settings: Settings) -> int:
+    """Marks ``abandoned`` every run still marked running whose process is gone, and
+    returns how many. A live run holds the reindex lock; when the lock is free, every run
+    marked running died (killed, crashed, its machine gone) before it could say so."""
+    if db.session.scalar(select(ReindexRun.id).where(ReindexRun.status == "running")) is None:
+        db.session.rollback()
+        return 0
+    with named_lock(REINDEX_LOCK, lock_dir(settings), wait=False) as got:
+        if not got:  # a reindex is running now
+            db.session.rollback()
+            return 0
+        db.session.expire_all()
+        dead = list(db.session.scalars(select(ReindexRun).where(ReindexRun.status == "running")))
+        for run in dead:
+            log.warning("reindex run %s was left running by a process that died", run.id)
+            _finish(run, "abandoned", DIED)
+        return len(dead)
 
 
 def _reindex_locked(
@@ -143,7 +177,7 @@ def _reindex_locked(
 ) -> ReindexRun:
     # We hold the lock, so a run still marked running died with its process.
     for dead in db.session.scalars(select(ReindexRun).where(ReindexRun.status == "running")):
-        _finish(dead, "abandoned", "its process stopped before it finished")
+        _finish(dead, "abandoned", DIED)
     serving = store.physical_name()
     for spare in store.builds():
         if spare != serving:
@@ -251,5 +285,8 @@ def run_dict(run: ReindexRun) -> dict[str, object]:
     }
 
 
-def recent_runs(limit: int = 20) -> list[ReindexRun]:
+def recent_runs(limit: int = 20, settings: Settings | None = None) -> list[ReindexRun]:
+    """The latest runs, newest first; with ``settings``, dead runs are marked first."""
+    if settings is not None:
+        reap_dead_runs(settings)
     return list(db.session.scalars(select(ReindexRun).order_by(ReindexRun.id.desc()).limit(limit)))

@@ -1,8 +1,10 @@
 """Cross-process locks for work that must not overlap between web, worker and CLI processes.
 
 PostgreSQL advisory locks where the database is PostgreSQL (they span machines and vanish
-with the connection of a killed process); a file lock in DATA_DIR with SQLite, which is one
-machine anyway (the kernel releases it when the holder dies, even by kill -9).
+with the connection of a killed process; TCP keepalives on the holder's connection end it,
+and so free the lock, within about a minute of its machine vanishing); a file lock in
+DATA_DIR with SQLite, which is one machine anyway (the kernel releases it when the holder
+dies, even by kill -9).
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from sqlalchemy import text
 
 from app.extensions import db
 
+#: Server-side TCP keepalives of a lock holder's connection: idle 30 s, then 3 probes
+#: 10 s apart (ignored on a Unix socket, where the kernel tells at once).
+KEEPALIVES = (
+    ("tcp_keepalives_idle", 30),
+    ("tcp_keepalives_interval", 10),
+    ("tcp_keepalives_count", 3),
+)
+
 
 @contextmanager
 def named_lock(name: str, lock_dir: Path, *, wait: bool = True) -> Iterator[bool]:
@@ -25,6 +35,8 @@ def named_lock(name: str, lock_dir: Path, *, wait: bool = True) -> Iterator[bool
     if db.engine.url.get_backend_name() == "postgresql":
         key = zlib.crc32(f"lock:{name}".encode())
         with db.engine.connect() as conn:
+            for setting, value in KEEPALIVES:  # the server notices a vanished holder
+                conn.execute(text(f"SET {setting} = {value}"))
             if wait:
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
                 got = True
