@@ -9,6 +9,8 @@ and flood protection, and queue the answer.
 from __future__ import annotations
 
 import json
+import logging
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,8 +23,19 @@ from app.services.routing import Decision, route
 from app.settings import Settings
 from app.store import InboundMessage
 
+log = logging.getLogger(__name__)
+
 #: Fields every message and event carries (WeChat's and WeCom's alike).
 REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
+#: What the platforms' ids are made of: OpenIDs ([A-Za-z0-9_-], 28), WeCom UserIDs
+#: (letters, digits and "_-@.", at most 64), original ids (gh_...) and CorpIDs.
+PLATFORM_ID = re.compile(r"[A-Za-z0-9_\-@.]+")
+#: Message types the platforms send (routing answers each); anything else is stored as
+#: "other" (and answered as unsupported). Events keep their name when it is one.
+MESSAGE_TYPES = frozenset(
+    {"text", "image", "voice", "video", "shortvideo", "location", "link", "file"}
+)
+EVENT_NAME = re.compile(r"[a-z0-9_]+")
 
 _STATUS = {"answer": "received", "reply": "answered", "handoff": "handoff"}
 #: What a message that needs no answer from the knowledge got (the stored outcome).
@@ -49,7 +62,8 @@ class Intake:
 
 class Unanswerable(Exception):
     """A signed message that cannot come from any customer (an id longer than the platforms
-    issue): acknowledged, so the platform does not retry it, and neither stored nor answered."""
+    issue, or of characters none of their ids has): acknowledged, so the platform does not
+    retry it, and neither stored nor answered."""
 
 
 def _length(column: str) -> int:
@@ -64,7 +78,8 @@ def accepted_fields(fields: dict[str, str]) -> dict[str, str]:
     """The callback's fields, checked against the store before anything is written.
 
     A missing required field is a 400. Sender and account ids longer than their columns
-    (OpenIDs have 28 characters, WeCom UserIDs at most 64) are no customer's: Unanswerable.
+    (OpenIDs have 28 characters, WeCom UserIDs at most 64), or with characters outside
+    PLATFORM_ID (markup, spaces, emoji), are no customer's: Unanswerable.
     A MediaId too long to be WeChat's is dropped, so the picture is asked about in words.
     Type, event and MsgId of any length are taken (incoming_from shortens them), so every
     documented event, and any event WeChat adds later, is acknowledged and never a 5xx."""
@@ -74,18 +89,36 @@ def accepted_fields(fields: dict[str, str]) -> dict[str, str]:
     for name, column in (("FromUserName", "customer"), ("ToUserName", "account")):
         if len(fields[name]) > _length(column):
             raise Unanswerable(f"{name} is longer than {_length(column)} characters")
+        if not PLATFORM_ID.fullmatch(fields[name]):
+            raise Unanswerable(f"{name} has characters no WeChat or WeCom id has")
     if len(fields.get("MediaId", "")) > _length("media_id"):
         return {k: v for k, v in fields.items() if k != "MediaId"}
     return fields
 
 
+def stored_type(fields: dict[str, str]) -> str:
+    """The type a message is stored under: its MsgType when the platforms send that type,
+    ``event:<name>`` for an event (cut to the column: ``event:qualification_verify_success``
+    has 34 characters; the type only labels rows, events are not answered), else
+    ``other`` / ``event:other``: a signed body can carry any text there, and a label of
+    markup or control characters is no type."""
+    msg_type = fields["MsgType"].lower()
+    if msg_type == "event":
+        event = fields.get("Event", "").lower()
+        stored = f"event:{event if EVENT_NAME.fullmatch(event) else 'other'}"
+        return stored[: _length("msg_type")]
+    if msg_type in MESSAGE_TYPES:
+        return msg_type
+    log.info("a message of unknown type %r is stored as 'other'", msg_type[:64])
+    return "other"
+
+
 def incoming_from(channel: str, fields: dict[str, str], decision: Decision) -> IncomingMessage:
     """The message as stored, from a channel's accepted fields (``accepted_fields``).
 
-    The type is cut to its column (``event:qualification_verify_success`` has 34
-    characters: the type only labels rows, events are not answered); a dedup key longer
-    than its column keeps its start and a hash of the whole, so retries still match."""
-    msg_type = fields["MsgType"].lower()
+    The type is ``stored_type``'s; a dedup key longer than its column keeps its start and
+    a hash of the whole, so retries still match."""
+    msg_type = stored_type(fields)
     event = fields.get("Event", "").lower()
     # Events carry no MsgId: WeChat's retries of one repeat sender and CreateTime.
     dedup_key = fields.get("MsgId") or f"{fields['FromUserName']}:{fields['CreateTime']}:{event}"
@@ -94,7 +127,7 @@ def incoming_from(channel: str, fields: dict[str, str], decision: Decision) -> I
         dedup_key=fit(dedup_key, _length("dedup_key")),
         account=fields["ToUserName"],
         customer=fields["FromUserName"],
-        msg_type=(f"event:{event}" if msg_type == "event" else msg_type)[: _length("msg_type")],
+        msg_type=msg_type,
         content=decision.text if decision.action in ("answer", "handoff") else "",
         media_id=fields.get("MediaId", "") if msg_type == "image" else "",
     )
