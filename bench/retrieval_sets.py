@@ -11,6 +11,9 @@
   (gold entry given) and 40 unanswerable ones, written in customers' words by someone who
   did not see the entries' questions. ``hotel`` was used to choose designs and
   thresholds; ``utility`` only to report.
+- ``bank``: a city commercial bank (bench/data/heldout/bank), 37 FAQ entries and a longer
+  policy document, written after every design it evaluates, facts first and questions
+  from the fact sheet only; never used to choose anything.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "data"
 CHATOPERA = ROOT.parent / "shared" / "data" / "faq" / "chatopera"
 HELD_OUT = DATA / "heldout"
-SETS = ("chatopera", "chatopera-para", "shop", "hotel", "utility")
+SETS = ("chatopera", "chatopera-para", "shop", "hotel", "utility", "bank")
 
 
 @dataclass
