@@ -1,12 +1,15 @@
 """Prometheus metrics at /metrics.
 
 With PROMETHEUS_MULTIPROC_DIR set (the `serve` command sets it), web workers and
-Celery workers write to one directory and /metrics shows the sum of all processes.
+Celery workers write to one directory and /metrics shows the sum of all processes. Each
+process's files are named by host and process id, not the process id alone: containers
+sharing the directory through a volume all have a process 1, whose files would collide.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 
 from flask import Flask, Response
 from prometheus_client import (
@@ -16,7 +19,17 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
+
+
+def _process_identifier() -> str:
+    # prometheus_client splits file names on "_": none in the identifier.
+    return f"{socket.gethostname().replace('_', '-')}-{os.getpid()}"
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_identifier)
 
 CALLBACKS = Counter("wechat_callbacks_total", "WeChat callback requests by outcome", ["outcome"])
 CALLBACK_SECONDS = Histogram(
