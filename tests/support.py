@@ -118,6 +118,44 @@ def run_flask(
     )
 
 
+def migrate_and_ingest(env: dict[str, str]) -> None:
+    """`flask db upgrade` and `flask kb ingest` (KNOWLEDGE_DIR) with ``env``, as a deploy does."""
+    for step in (["db", "upgrade"], ["kb", "ingest"]):
+        done = run_flask(step, env)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def indexed_app(
+    data_dir: Path, database_url: str, milvus_uri: str, knowledge_dir: Path, **overrides: object
+) -> tuple[dict[str, str], object]:
+    """A database migrated and ``knowledge_dir`` indexed into a fresh collection by the CLI,
+    as a deploy does; returns that environment and the app (in this process) on it."""
+    import uuid
+
+    from app import create_app
+    from app.settings import load_settings
+
+    collection = f"kb_{uuid.uuid4().hex[:10]}"
+    env = base_env(
+        data_dir,
+        DATABASE_URL=database_url,
+        MILVUS_URI=milvus_uri,
+        MILVUS_COLLECTION=collection,
+        KNOWLEDGE_DIR=str(knowledge_dir),
+        WECHAT_INSTANT_FAQ="false",
+    )
+    migrate_and_ingest(env)
+    settings = load_settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        milvus_uri=milvus_uri,
+        milvus_collection=collection,
+        wechat_instant_faq=False,
+        **overrides,
+    )
+    return env, create_app(settings)
+
+
 #: FAQ_JUDGE_THRESHOLD for the test model (see base_env).
 TEST_JUDGE_THRESHOLD = "0.35"
 
@@ -183,9 +221,7 @@ def start_service(
     """Migrates, indexes the knowledge, starts gunicorn and a Celery worker (both queues)
     exactly as production runs them, and returns the URL once /healthz says 200 and every
     web process holds its FAQ table (instant answers)."""
-    for step in (["db", "upgrade"], ["kb", "ingest"]):
-        done = run_flask(step, env)
-        assert done.returncode == 0, done.stdout + done.stderr
+    migrate_and_ingest(env)
     port = port or free_port()
     processes.start(
         f"{name}-web",

@@ -16,10 +16,18 @@ class _Strict(Schema):
         unknown = RAISE
 
 
+#: No NUL (the edge refuses it with a 400: PostgreSQL cannot store it), as a pattern that
+#: the schema publishes, so a request the schema allows is one the endpoint takes.
+NO_NUL = r"^[^\u0000]*$"
+
+
 def _text(description: str, *, max_len: int = 2000, required: bool = True, **kw) -> fields.String:
     return fields.String(
         required=required,
-        validate=validate.Length(min=1 if required else 0, max=max_len),
+        validate=[
+            validate.Length(min=1 if required else 0, max=max_len),
+            validate.Regexp(NO_NUL, error="contains a NUL character (U+0000)"),
+        ],
         metadata={"description": description},
         **kw,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,10 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from app.extensions import db
 from app.services import users
-from app.settings import load_settings
 from tests.conftest import temp_pg_database
-from tests.support import BIN, ROOT, base_env, run_flask, wait_until
+from tests.support import BIN, ROOT, indexed_app, run_flask, wait_until
 
 STAFF = ("reindexer", "reindex-pass-123")
 DOCS = 30
@@ -47,26 +44,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory, milvus_uri: str) -> Iterator[di
     folder = tmp_path_factory.mktemp("reindex-kb") / "docs"
     _write_docs(folder)
     with temp_pg_database() as url:
-        env = base_env(
-            data_dir,
-            DATABASE_URL=url,
-            MILVUS_URI=milvus_uri,
-            MILVUS_COLLECTION=f"kb_killed_{uuid.uuid4().hex[:8]}",
-            KNOWLEDGE_DIR=str(folder),
-            WECHAT_INSTANT_FAQ="false",
-        )
-        for step in (["db", "upgrade"], ["kb", "ingest"]):
-            done = run_flask(step, env)
-            assert done.returncode == 0, done.stdout + done.stderr
-        app = create_app(
-            load_settings(
-                data_dir=data_dir,
-                database_url=url,
-                milvus_uri=milvus_uri,
-                milvus_collection=env["MILVUS_COLLECTION"],
-                wechat_instant_faq=False,
-            )
-        )
+        env, app = indexed_app(data_dir, url, milvus_uri, folder)
         with app.app_context():
             users.create_user(*STAFF, role="staff", actor="test")
         engine = sa.create_engine(url)
