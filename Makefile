@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    set up everything and run the whole service (embedded defaults)
 #   make test   set up everything and run the whole test suite
+#   make test-fast   the tests that need no model, browser or service stack
 # Both are idempotent: repeat runs reuse the venv, pip's cache and models/.
 
 PYTHON ?= python3.11
@@ -11,7 +12,7 @@ FLASK  := $(BIN)/flask --app app
 # matmul crashes (SIGSEGV) when several answers decode together on Xeons that have it.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8
 
-.PHONY: run test setup lint bench
+.PHONY: run test test-fast setup lint bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ needed"'
@@ -32,6 +33,12 @@ test: setup
 	$(FLASK) model pull qwen2.5-0.5b
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The fast lane: no model, no browser, no service stacks (tests not marked slow).
+test-fast: setup
+	bash tests/ensure_services.sh
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not slow" -q
 
 lint: setup
 	$(BIN)/ruff check .
