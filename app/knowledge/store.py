@@ -223,6 +223,7 @@ class KnowledgeStore:
         self._client: MilvusClient | None = None
         self._ready = False
         self._lock = threading.Lock()
+        self._connecting = threading.Lock()
         self._book: AliasBook | None = None
 
     # --- connection -------------------------------------------------------------------
@@ -236,7 +237,9 @@ class KnowledgeStore:
         client = self._client
         if client is not None:
             return client
-        with _client_creation:
+        # Only a local .db needs the process-wide lock: a server's stores each wait on their
+        # own, so one store's attempt at a Milvus that is down (10 s) holds up no other.
+        with _client_creation if self.is_local else self._connecting:
             if self._client is None:
                 if self.is_local:
                     Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
