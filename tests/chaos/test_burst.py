@@ -24,19 +24,14 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 
-from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient
-from app.simulator.server import serve_in_thread
 from app.simulator.state import WeChatAPISimulator
-from tests.conftest import temp_pg_database
-from tests.dify.fake_app_api import FakeDifyApp, create_fake_dify_app
+from tests.dify.fake_app_api import FakeDifyApp
+from tests.dify.stack import dify_backed_stack
 from tests.support import (
     BIN,
     WECHAT,
     Processes,
-    base_env,
-    broker_url,
-    start_service,
     wait_until,
     worker_args,
 )
@@ -82,48 +77,33 @@ class Stack:
 def stack(
     tmp_path_factory: pytest.TempPathFactory, processes: Processes, milvus_uri: str
 ) -> Iterator[Stack]:
-    sim = WeChatAPISimulator(APP_ID, "chaos-secret")
-    sim_handle = serve_in_thread(create_simulator_app(sim))
-    fake = FakeDifyApp(KEY, latency_s=1.5)
-    dify_handle = serve_in_thread(create_fake_dify_app(fake))
-    with temp_pg_database() as database_url:
-        env = base_env(
-            tmp_path_factory.mktemp("chaos"),
-            DATABASE_URL=database_url,
-            CELERY_BROKER_URL=broker_url(NAME),
-            MILVUS_URI=milvus_uri,
-            MILVUS_COLLECTION="kb_chaos",
-            WECHAT_TOKEN=WECHAT["token"],
-            WECHAT_APP_ID=APP_ID,
-            WECHAT_APP_SECRET="chaos-secret",
-            WECHAT_API_BASE_URL=sim_handle.url,
-            ANSWER_BACKEND="dify",
-            DIFY_APP_API_URL=dify_handle.url + "/v1",
-            DIFY_APP_API_KEY=KEY,
-            DIFY_APP_TIMEOUT_S="20",
-            ANSWER_RETRY_BACKOFF_S="1",
-            ANSWER_CLAIM_LEASE_S="6",
-            ANSWER_SWEEP_EVERY_S="2",
-            STALE_MESSAGE_AFTER_S="10",
-            RATE_LIMIT_MESSAGES="0",
-        )
-        url = start_service(
-            processes, env, NAME, web_workers=1, concurrency=CONCURRENCY, pool="threads"
-        )
+    with dify_backed_stack(
+        NAME,
+        tmp_path_factory.mktemp("chaos"),
+        processes,
+        milvus_uri,
+        app_id=APP_ID,
+        dify=FakeDifyApp(KEY, latency_s=1.5),
+        concurrency=CONCURRENCY,
+        pool="threads",
+        DIFY_APP_TIMEOUT_S="20",
+        ANSWER_RETRY_BACKOFF_S="1",
+        ANSWER_CLAIM_LEASE_S="6",
+        ANSWER_SWEEP_EVERY_S="2",
+        STALE_MESSAGE_AFTER_S="10",
+        RATE_LIMIT_MESSAGES="0",
+    ) as st:
         processes.start(
             f"{NAME}-beat",
             [str(BIN / "celery"), "-A", "app.worker", "beat", "--loglevel", "INFO"],
-            env,
+            st.env,
         )
-        engine = sa.create_engine(database_url)
+        engine = sa.create_engine(st.database_url)
         try:
-            yield Stack(url, env, engine, sim, fake, processes)
+            yield Stack(st.url, st.env, engine, st.sim, st.dify, processes)
         finally:
             engine.dispose()
-            for part in ("web", "worker", "beat"):
-                processes.stop(f"{NAME}-{part}")
-            sim_handle.stop()
-            dify_handle.stop()
+            processes.stop(f"{NAME}-beat")
 
 
 def test_a_burst_with_the_worker_killed_twice_is_answered_exactly_once(stack: Stack) -> None:
@@ -168,8 +148,9 @@ def test_a_burst_with_the_worker_killed_twice_is_answered_exactly_once(stack: St
     # A worker killed between sending and marking the message answered leaves it claimed;
     # the next task after the lease finds every reply sent and only marks it.
     wait_until(
-        lambda: stack.scalar("SELECT count(*) FROM inbound_messages WHERE status <> 'answered'")
-        == 0,
+        lambda: (
+            stack.scalar("SELECT count(*) FROM inbound_messages WHERE status <> 'answered'") == 0
+        ),
         60,
         "every message marked answered",
     )

@@ -19,13 +19,11 @@ import pytest
 from celery import Celery
 
 from app.settings import Settings
-from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient
-from app.simulator.server import serve_in_thread
 from app.simulator.state import WeChatAPISimulator
-from tests.conftest import temp_pg_database
-from tests.dify.fake_app_api import FakeDifyApp, create_fake_dify_app
-from tests.support import WECHAT, Processes, base_env, broker_url, start_service, wait_until
+from tests.dify.fake_app_api import FakeDifyApp
+from tests.dify.stack import dify_backed_stack
+from tests.support import WECHAT, Processes, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -60,42 +58,24 @@ class Stack:
 def stack(
     tmp_path_factory: pytest.TempPathFactory, processes: Processes, milvus_uri: str
 ) -> Iterator[Stack]:
-    sim = WeChatAPISimulator(APP_ID, "conn-secret")
-    sim_handle = serve_in_thread(create_simulator_app(sim))
-    fake = FakeDifyApp(KEY, latency_s=4.0)
-    dify_handle = serve_in_thread(create_fake_dify_app(fake))
-    with temp_pg_database() as database_url:
-        env = base_env(
-            tmp_path_factory.mktemp("conn"),
-            DATABASE_URL=database_url,
-            CELERY_BROKER_URL=broker_url("conn"),
-            MILVUS_URI=milvus_uri,
-            MILVUS_COLLECTION="kb_conn_e2e",
-            WECHAT_TOKEN=WECHAT["token"],
-            WECHAT_APP_ID=APP_ID,
-            WECHAT_APP_SECRET="conn-secret",
-            WECHAT_API_BASE_URL=sim_handle.url,
-            WECHAT_TYPING="true",
-            ANSWER_BACKEND="dify",
-            DIFY_APP_API_URL=dify_handle.url + "/v1",
-            DIFY_APP_API_KEY=KEY,
-            DIFY_APP_TIMEOUT_S="20",
-            # Three per answer at most (app/store/pool.py): exactly what the worker needs.
-            DB_POOL_SIZE=str(3 * CONCURRENCY),
-            DB_MAX_OVERFLOW="0",
-            DB_POOL_TIMEOUT_S="3",
-            ANSWER_WAIT_NOTICE_AFTER_S=str(NOTICE_AFTER_S),
-        )
-        url = start_service(
-            processes, env, "conn", web_workers=1, concurrency=CONCURRENCY, pool="threads"
-        )
-        try:
-            yield Stack(url, database_url, env["CELERY_BROKER_URL"], sim, fake)
-        finally:
-            processes.stop("conn-web")
-            processes.stop("conn-worker")
-            sim_handle.stop()
-            dify_handle.stop()
+    with dify_backed_stack(
+        "conn",
+        tmp_path_factory.mktemp("conn"),
+        processes,
+        milvus_uri,
+        app_id=APP_ID,
+        dify=FakeDifyApp(KEY, latency_s=4.0),
+        concurrency=CONCURRENCY,
+        pool="threads",
+        WECHAT_TYPING="true",
+        DIFY_APP_TIMEOUT_S="20",
+        # Three per answer at most (app/store/pool.py): exactly what the worker needs.
+        DB_POOL_SIZE=str(3 * CONCURRENCY),
+        DB_MAX_OVERFLOW="0",
+        DB_POOL_TIMEOUT_S="3",
+        ANSWER_WAIT_NOTICE_AFTER_S=str(NOTICE_AFTER_S),
+    ) as st:
+        yield Stack(st.url, st.database_url, st.env["CELERY_BROKER_URL"], st.sim, st.dify)
 
 
 def test_answers_being_written_hold_no_database_connection_and_all_go_out_once(

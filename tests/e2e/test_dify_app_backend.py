@@ -12,13 +12,11 @@ from dataclasses import dataclass
 import pytest
 
 from app.services.answering import FAILED_TEXT
-from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient
-from app.simulator.server import serve_in_thread
 from app.simulator.state import WeChatAPISimulator
-from tests.conftest import temp_pg_database
-from tests.dify.fake_app_api import FakeDifyApp, create_fake_dify_app
-from tests.support import WECHAT, Processes, base_env, broker_url, start_service, wait_until
+from tests.dify.fake_app_api import FakeDifyApp
+from tests.dify.stack import dify_backed_stack
+from tests.support import WECHAT, Processes, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,37 +43,19 @@ class DifyBackedService:
 def dify_backed(
     tmp_path_factory: pytest.TempPathFactory, processes: Processes, milvus_uri: str
 ) -> Iterator[DifyBackedService]:
-    sim = WeChatAPISimulator(APP_ID, "dify-backed-secret")
-    sim_handle = serve_in_thread(create_simulator_app(sim))
-    fake = FakeDifyApp(KEY)
-    dify_handle = serve_in_thread(create_fake_dify_app(fake))
-    with temp_pg_database() as database_url:
-        env = base_env(
-            tmp_path_factory.mktemp("dify-backed"),
-            DATABASE_URL=database_url,
-            CELERY_BROKER_URL=broker_url("difyapp"),
-            MILVUS_URI=milvus_uri,
-            MILVUS_COLLECTION="kb_difyapp_e2e",
-            WECHAT_TOKEN=WECHAT["token"],
-            WECHAT_APP_ID=APP_ID,
-            WECHAT_APP_SECRET="dify-backed-secret",
-            WECHAT_API_BASE_URL=sim_handle.url,
-            ANSWER_BACKEND="dify",
-            DIFY_APP_API_URL=dify_handle.url + "/v1",
-            DIFY_APP_API_KEY=KEY,
-            DIFY_APP_INPUTS='{"channel": "wechat"}',
-            DIFY_APP_TIMEOUT_S="10",
-            ANSWER_RETRY_BACKOFF_S="1",
-            ANSWER_MAX_ATTEMPTS=str(ATTEMPTS),
-        )
-        url = start_service(processes, env, "difyapp", web_workers=1)
-        try:
-            yield DifyBackedService(url, sim, fake)
-        finally:
-            processes.stop("difyapp-web")
-            processes.stop("difyapp-worker")
-            sim_handle.stop()
-            dify_handle.stop()
+    with dify_backed_stack(
+        "difyapp",
+        tmp_path_factory.mktemp("dify-backed"),
+        processes,
+        milvus_uri,
+        app_id=APP_ID,
+        dify=FakeDifyApp(KEY),
+        DIFY_APP_INPUTS='{"channel": "wechat"}',
+        DIFY_APP_TIMEOUT_S="10",
+        ANSWER_RETRY_BACKOFF_S="1",
+        ANSWER_MAX_ATTEMPTS=str(ATTEMPTS),
+    ) as stack:
+        yield DifyBackedService(stack.url, stack.sim, stack.dify)
 
 
 def test_questions_are_answered_by_the_dify_app_once_in_one_conversation(
