@@ -57,6 +57,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.cli import register_commands
 
     register_commands(app)
+
+    from app.controllers.callbacks import drainer
+    from app.services import spool
+
+    if spool.waiting(spool.directory(settings.data_dir)):
+        # Messages kept while the database was down, by this process's predecessor.
+        drainer(app).wake()
     return app
 
 
@@ -65,6 +72,9 @@ def _engine_options(settings: Settings) -> dict:
         # Web, worker and beat share one SQLite file: wait for the lock instead of failing.
         return {"connect_args": {"timeout": 30}}
     return {
+        # A database that does not answer fails the connection within seconds, so a
+        # callback is still acknowledged within WeChat's 5 s (app/services/spool.py).
+        "connect_args": {"connect_timeout": settings.db_connect_timeout_s},
         "pool_pre_ping": True,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,

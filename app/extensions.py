@@ -49,6 +49,10 @@ def init_celery(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    if settings.celery_broker_url.startswith(("redis://", "rediss://")):
+        from app import broker_reconnect
+
+        broker_reconnect.install()
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(celery_config(settings))
     celery.set_default()

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(20, ge=0, le=1000)
     #: How long a request waits for a free connection before it fails (and is retried).
     db_pool_timeout_s: float = Field(30.0, gt=0)
+    #: Seconds to wait for PostgreSQL to accept a connection (a callback that cannot store
+    #: its message in time keeps it on disk: app/services/spool.py).
+    db_connect_timeout_s: int = Field(3, ge=1, le=300)
     celery_broker_url: str = ""
     milvus_uri: str = "http://127.0.0.1:19530"
     milvus_token: str = ""

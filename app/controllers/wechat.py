@@ -24,10 +24,10 @@ from app.channels.wechat.security import (
     decrypt,
     parse_xml,
 )
-from app.controllers.callbacks import install_error_handlers
+from app.controllers.callbacks import install_error_handlers, keep_for_later
 from app.metrics import CALLBACK_SECONDS, CALLBACKS
-from app.services import delivery, intake
-from app.services.routing import route
+from app.services import delivery, intake, spool
+from app.services.routing import Decision, route
 from app.settings import Settings
 
 bp = Blueprint("wechat", __name__)
@@ -73,7 +73,10 @@ def receive() -> Response:
     fields = intake.accepted_fields(fields)
     decision = route(fields, settings)
     incoming = intake.incoming_from("wechat", fields, decision)
-    reply = delivery.respond(incoming, decision, settings, arrived)
+    try:
+        reply = delivery.respond(incoming, decision, settings, arrived)
+    except spool.STORE_DOWN as exc:
+        reply = _kept(fields, decision, settings, exc)
     CALLBACKS.labels(outcome=reply.outcome).inc()
     CALLBACK_SECONDS.observe(time.perf_counter() - started)
     if reply.kind == "text":
@@ -83,6 +86,22 @@ def receive() -> Response:
         message = parse_message(xml)
         return _passive_reply(settings, TransferCustomerServiceReply(message=message).render())
     return Response("", mimetype="text/plain")
+
+
+def _kept(
+    fields: dict[str, str], decision: Decision, settings: Settings, exc: Exception
+) -> delivery.Reply:
+    """The reply to a message the store could not take: kept in the spool, and answered
+    as far as that can be done without the store."""
+    held = settings.wechat_reply_mode == "passive"
+    keep_for_later("wechat", fields, "passive" if held else "custom", exc)
+    if decision.action == "reply":
+        return delivery.Reply("text", decision.text, "spooled")
+    if decision.action == "handoff":
+        return delivery.Reply("handoff", outcome="spooled")
+    if decision.action == "answer" and held:  # its answer rides on the next message
+        return delivery.Reply("text", settings.wechat_passive_pending_text, "spooled")
+    return delivery.Reply("empty", outcome="spooled")
 
 
 def _read_message(settings: Settings) -> tuple[dict[str, str], str]:

@@ -24,9 +24,10 @@ from app.channels.wechat.security import (
     decrypt,
     parse_xml,
 )
-from app.controllers.callbacks import install_error_handlers
+from app.controllers.callbacks import install_error_handlers, keep_for_later
 from app.metrics import WECOM_CALLBACK_SECONDS, WECOM_CALLBACKS
-from app.services import intake
+from app.services import intake, spool
+from app.services.routing import Decision, route
 from app.settings import Settings
 
 bp = Blueprint("wecom", __name__)
@@ -78,9 +79,15 @@ def receive() -> Response:
     agent = fields.get("AgentID", "")
     if agent and agent != settings.wecom_agent_id:
         raise CallbackRejected(400, "message is for a different AgentID")
-    taken = intake.take_in("wecom", fields, settings, instant=True)
-    decision = taken.decision
-    WECOM_CALLBACKS.labels(outcome=taken.outcome).inc()
+    try:
+        taken = intake.take_in("wecom", fields, settings, instant=True)
+        decision, outcome = taken.decision, taken.outcome
+    except spool.STORE_DOWN as exc:
+        keep_for_later("wecom", fields, "custom", exc)
+        decision, outcome = route(fields, settings), "spooled"
+        if decision.action == "answer":
+            decision = Decision("ignore")  # answered through the API once taken in
+    WECOM_CALLBACKS.labels(outcome=outcome).inc()
     WECOM_CALLBACK_SECONDS.observe(time.perf_counter() - started)
 
     # As on /wechat, a retry of a passive reply gets the same reply: the first may be lost.

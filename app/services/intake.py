@@ -134,7 +134,12 @@ def incoming_from(channel: str, fields: dict[str, str], decision: Decision) -> I
 
 
 def take_in(
-    channel: str, fields: dict[str, str], settings: Settings, *, instant: bool = False
+    channel: str,
+    fields: dict[str, str],
+    settings: Settings,
+    *,
+    instant: bool = False,
+    delivery: str = "custom",
 ) -> Intake:
     """Stores the message once and queues its answer when it needs one and is admitted.
 
@@ -146,7 +151,7 @@ def take_in(
     found = None
     if instant and decision.action == "answer" and incoming.msg_type in ("text", "voice"):
         found = instant_faq.lookup(decision.text, settings)
-    record: dict[str, Any] = {}
+    record: dict[str, Any] = {"delivery": delivery}
     if found is not None:
         record = {
             "answer": found.text,

@@ -38,21 +38,24 @@ def dify_backed_stack(
     dify: FakeDifyApp,
     concurrency: int = 1,
     pool: str = "prefork",
+    database_url: str | None = None,
+    broker: str | None = None,
     **extra: str,
 ) -> Iterator[DifyStack]:
-    """Starts the stack ``name`` (its Redis database: tests/support.BROKER_DBS) with the
-    settings in ``extra``; stops its web and worker processes afterwards (others the
-    caller started under ``name-…`` it stops itself)."""
+    """Starts the stack ``name`` (its Redis database: tests/support.BROKER_DBS, a fresh
+    PostgreSQL database; ``broker`` and ``database_url`` name others) with the settings in
+    ``extra``; stops its web and worker processes afterwards (others the caller started
+    under ``name-…`` it stops itself)."""
     secret = f"{name}-secret"
     sim = WeChatAPISimulator(app_id, secret)
     sim_handle = serve_in_thread(create_simulator_app(sim))
     dify_handle = serve_in_thread(create_fake_dify_app(dify))
     try:
-        with temp_pg_database() as database_url:
+        with _database(database_url) as url:
             env = base_env(
                 data_dir,
-                DATABASE_URL=database_url,
-                CELERY_BROKER_URL=broker_url(name),
+                DATABASE_URL=url,
+                CELERY_BROKER_URL=broker or broker_url(name),
                 MILVUS_URI=milvus_uri,
                 MILVUS_COLLECTION=f"kb_{name}_e2e",
                 WECHAT_TOKEN=WECHAT["token"],
@@ -64,14 +67,23 @@ def dify_backed_stack(
                 DIFY_APP_API_KEY=dify.api_key,
                 **extra,
             )
-            url = start_service(
+            service = start_service(
                 processes, env, name, web_workers=1, concurrency=concurrency, pool=pool
             )
             try:
-                yield DifyStack(url, env, database_url, sim, dify)
+                yield DifyStack(service, env, url, sim, dify)
             finally:
                 processes.stop(f"{name}-web")
                 processes.stop(f"{name}-worker")
     finally:
         sim_handle.stop()
         dify_handle.stop()
+
+
+@contextmanager
+def _database(given: str | None) -> Iterator[str]:
+    if given is not None:
+        yield given
+        return
+    with temp_pg_database() as url:
+        yield url
