@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     milvus_uri: str = "http://127.0.0.1:19530"
     milvus_token: str = ""
     milvus_collection: str = "knowledge"
+    #: Seconds a knowledge search may take, retries included, before it fails with a 503
+    #: (or the answer task retries): a Milvus that is down must not hold a request for minutes.
+    milvus_timeout_s: int = Field(5, ge=1, le=600)
 
     # --- models --------------------------------------------------------------------
     llm_model_path: Path | None = None

@@ -40,12 +40,14 @@ class MilvusAliases:
 
     native = True
 
-    def __init__(self, client: MilvusClient) -> None:
+    def __init__(self, client: MilvusClient, timeout: int | None = None) -> None:
         self._client = client
+        self._timeout = timeout
 
     def target(self, alias: str) -> str | None:
         try:
-            return str(self._client.describe_alias(alias)["collection_name"])
+            described = self._client.describe_alias(alias, timeout=self._timeout)
+            return str(described["collection_name"])
         except Exception:  # noqa: BLE001 - "no such alias" has no dedicated exception
             return None
 
@@ -59,7 +61,8 @@ class MilvusAliases:
         self._client.drop_alias(alias)
 
     def of(self, collection: str) -> list[str]:
-        return list(self._client.list_aliases(collection).get("aliases", []))
+        listed = self._client.list_aliases(collection, timeout=self._timeout)
+        return list(listed.get("aliases", []))
 
 
 class RegistryAliases:
@@ -67,8 +70,10 @@ class RegistryAliases:
 
     native = False
 
-    def __init__(self, client: MilvusClient) -> None:
+    def __init__(self, client: MilvusClient, timeout: int | None = None) -> None:
         self._client = client
+        #: For reads on every search's path (None: pymilvus's own retries, minutes).
+        self._timeout = timeout
         if not client.has_collection(REGISTRY):
             schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("alias", DataType.VARCHAR, is_primary=True, max_length=255)
@@ -91,6 +96,7 @@ class RegistryAliases:
             filter=f"alias == {_quote(alias)}",
             output_fields=["target"],
             consistency_level="Strong",
+            timeout=self._timeout,
         )
         return str(rows[0]["target"]) if rows else None
 
@@ -115,12 +121,14 @@ class RegistryAliases:
             filter=f"target == {_quote(collection)}",
             output_fields=["alias"],
             consistency_level="Strong",
+            timeout=self._timeout,
         )
         return [str(r["alias"]) for r in rows]
 
 
-def alias_book(client: MilvusClient) -> AliasBook:
-    """Milvus' aliases where the server implements them, the registry otherwise."""
+def alias_book(client: MilvusClient, timeout: int | None = None) -> AliasBook:
+    """Milvus' aliases where the server implements them, the registry otherwise; reads
+    give up after ``timeout`` seconds."""
     quiet = logging.getLogger("pymilvus.decorators")  # it logs every failed call as an ERROR
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
@@ -128,7 +136,7 @@ def alias_book(client: MilvusClient) -> AliasBook:
         client.list_aliases("")
     except Exception as exc:  # noqa: BLE001 - gRPC's UNIMPLEMENTED comes through as is
         if "UNIMPLEMENTED" in repr(exc) or "unimplemented" in str(exc).lower():
-            return RegistryAliases(client)
+            return RegistryAliases(client, timeout)
     finally:
         quiet.setLevel(level)
-    return MilvusAliases(client)
+    return MilvusAliases(client, timeout)

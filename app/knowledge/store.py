@@ -206,6 +206,7 @@ class KnowledgeStore:
         *,
         token: str = "",
         connect_timeout: float = 10.0,
+        request_timeout: int = 10,
         embed_batch_size: int = 64,
         rrf_k: int = 60,
         aliased: bool = False,
@@ -218,6 +219,9 @@ class KnowledgeStore:
         self.embedder = embedder
         self._token = token
         self._connect_timeout = connect_timeout
+        #: Seconds a search or read may take, retries included: pymilvus retries a server
+        #: that is down 75 times over minutes unless given a timeout, and only an int one.
+        self.request_timeout = max(1, int(request_timeout))
         self._embed_batch_size = max(1, embed_batch_size)
         self._rrf_k = rrf_k
         self._client: MilvusClient | None = None
@@ -427,7 +431,7 @@ class KnowledgeStore:
 
     def _aliases(self) -> AliasBook:
         if self._book is None:
-            self._book = alias_book(self._connect())
+            self._book = alias_book(self._connect(), self.request_timeout)
         return self._book
 
     def _name(self, *, refresh: bool = False) -> str:
@@ -451,9 +455,9 @@ class KnowledgeStore:
         name = self._name()
         try:
             return op(client, name)
-        except Exception:
-            if not self.aliased or self._aliases().native:
-                raise
+        except Exception as exc:
+            if not self.aliased or _unreachable(exc) or self._aliases().native:
+                raise  # a server that is down is not asked again (another timeout)
             fresh = self._name(refresh=True)
             if fresh == name:
                 raise
@@ -795,6 +799,7 @@ class KnowledgeStore:
                     limit=rows,
                     output_fields=_OUTPUT_FIELDS,
                     search_params={"metric_type": "IP", "params": {"ef": max(64, rows)}},
+                    timeout=self.request_timeout,
                 )[0]
             if terms:
                 # Question rows are left out: BM25 weighs an entry's words as a whole.
@@ -807,6 +812,7 @@ class KnowledgeStore:
                     limit=max(top_k * 4, 20),
                     output_fields=_OUTPUT_FIELDS,
                     search_params={"metric_type": "BM25"},
+                    timeout=self.request_timeout,
                 )[0]
             return list(dense), list(keyword)
 
@@ -827,7 +833,13 @@ class KnowledgeStore:
         expr = f"({filter_expr}) and {kinds}" if filter_expr else kinds
         return self._run(
             lambda client, name: list(
-                client.query(name, filter=expr, output_fields=ENTRY_FIELDS, limit=limit)
+                client.query(
+                    name,
+                    filter=expr,
+                    output_fields=ENTRY_FIELDS,
+                    limit=limit,
+                    timeout=self.request_timeout,
+                )
             )
         )
 
@@ -875,3 +887,9 @@ class KnowledgeStore:
             similarity=cand.similarity,
             match=cand.match,
         )
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether ``exc`` says the server could not be reached at all (gRPC's UNAVAILABLE)."""
+    text = str(exc)
+    return "UNAVAILABLE" in text or "failed to connect" in text
