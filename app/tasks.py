@@ -9,7 +9,7 @@ from flask import current_app
 
 from app import resources
 from app.channels import api_for
-from app.services import answering, inbound
+from app.services import answering, inbound, sweeper
 from app.services import knowledge as knowledge_service
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def sweep_unanswered() -> int:
     """Re-queues messages that were accepted but never finished (lost enqueue, dead worker);
     fails, with the reason logged, those that used up ANSWER_MAX_ATTEMPTS."""
     settings = _settings()
-    ids = answering.sweep(
+    ids = sweeper.sweep(
         settings, inbound.enqueue_answer, api=lambda msg: api_for(msg.channel, settings)
     )
     if ids:

@@ -26,7 +26,7 @@ from app.metrics import ANSWER_OUTCOMES, ANSWER_SECONDS, ANSWERS
 from app.ocr import OcrEngine
 from app.pipeline.answer import Answer
 from app.pipeline.privacy import mask_pii
-from app.services import images, queued
+from app.services import images
 from app.services.typing import typing_indicator
 from app.settings import Settings
 from app.store import InboundMessage, OutboundReply
@@ -180,7 +180,7 @@ def _answer_claimed(
     except WeChatAPIError as exc:
         db.session.rollback()
         if exc.retryable:
-            if _spent(msg, str(exc), settings, api):
+            if give_up_if_spent(msg, str(exc), settings, api):
                 return "failed"
             _release(msg, str(exc))
             raise
@@ -189,7 +189,7 @@ def _answer_claimed(
         return "failed"
     except Exception as exc:
         db.session.rollback()
-        if _spent(msg, repr(exc), settings, api):
+        if give_up_if_spent(msg, repr(exc), settings, api):
             return "failed"
         _release(msg, repr(exc))
         raise
@@ -271,7 +271,7 @@ def _fail(msg: InboundMessage, error: str, errcode: int | None, errmsg: str) -> 
     ANSWER_OUTCOMES.labels(outcome="failed", via="").inc()
 
 
-def _spent(
+def give_up_if_spent(
     msg: InboundMessage, error: str, settings: Settings, api: OfficialAccountAPI | None = None
 ) -> bool:
     """Fails the message for good once its attempts are used up (ANSWER_MAX_ATTEMPTS); the
@@ -309,49 +309,3 @@ def _release(msg: InboundMessage, error: str) -> None:
     """Hands the message back for a retry (by Celery, or by the sweeper)."""
     msg.status, msg.error, msg.claimed_at = "received", error[:2000], None
     db.session.commit()
-
-
-def sweep(
-    settings: Settings,
-    enqueue: Callable[[int], object],
-    limit: int = 100,
-    api: Callable[[InboundMessage], OfficialAccountAPI] | None = None,
-) -> list[int]:
-    """Re-queues stale messages whose task is lost (never queued, or its worker died) and
-    fails those whose attempts are spent, so none is re-queued forever. A message whose
-    task the broker still holds is waiting its turn and is left alone (app/services/
-    queued.py). Returns the ids re-queued."""
-    stale = stale_message_ids(settings, limit)
-    held = queued.waiting(settings) if stale else set()
-    requeued = []
-    for message_id in stale:
-        msg = db.session.get(InboundMessage, message_id)
-        if msg is None:
-            continue
-        if msg.attempts >= settings.answer_max_attempts:
-            _spent(msg, msg.error or "never finished", settings, api(msg) if api else None)
-            continue
-        if msg.status == "received" and held is not None and message_id in held:
-            continue
-        enqueue(message_id)
-        requeued.append(message_id)
-    return requeued
-
-
-def stale_message_ids(settings: Settings, limit: int = 100) -> list[int]:
-    """Messages nobody is working on: queued but lost, or claimed by a worker that died."""
-    now = datetime.now(UTC)
-    cutoff = now - timedelta(seconds=settings.stale_message_after_s)
-    lapsed = now - timedelta(seconds=settings.answer_claim_lease_s)
-    rows = db.session.execute(
-        select(InboundMessage.id)
-        .where(
-            or_(
-                (InboundMessage.status == "received") & (InboundMessage.updated_at < cutoff),
-                (InboundMessage.status == "processing") & (InboundMessage.claimed_at < lapsed),
-            )
-        )
-        .order_by(InboundMessage.id)
-        .limit(limit)
-    )
-    return [r[0] for r in rows]
