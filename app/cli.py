@@ -462,8 +462,10 @@ def apikey_revoke(key_id: str) -> None:
 
 def register_commands(app: Flask) -> None:
     from app.faq.commands import faq
+    from app.settings.readme import settings_cli
 
     app.cli.add_command(faq)
+    app.cli.add_command(settings_cli)
     app.cli.add_command(kb)
     app.cli.add_command(apikey)
     app.cli.add_command(model)
