@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, Task
 from flask import Flask
 from flask_migrate import Migrate
@@ -10,6 +12,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase
 
 from app.settings import PROJECT_ROOT, Settings, cron_schedule
+
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -58,6 +62,7 @@ def init_celery(app: Flask) -> Celery:
     celery.set_default()
     app.extensions["celery"] = celery
     _check_pool_on_start(settings)
+    _take_back_dead_claims_on_start(app)
     return celery
 
 
@@ -79,6 +84,25 @@ def _check_pool_on_start(settings: Settings) -> None:
             raise SystemExit(f"worker not started: {exc}") from exc
 
     worker_init.connect(check, weak=False, dispatch_uid="db-pool-check")
+
+
+def _take_back_dead_claims_on_start(app: Flask) -> None:
+    """A worker that starts where another died answers the dead one's messages now, not
+    when their leases lapse (app/services/claims.py). The threads pool answers in the
+    worker's own process; a prefork child that dies is covered by the lease."""
+    from celery.signals import worker_ready
+
+    def take_back(**_: object) -> None:
+        from app.services import claims, inbound
+
+        try:
+            with app.app_context():
+                claims.release_dead(inbound.enqueue_answer)
+                db.session.remove()
+        except Exception as exc:  # noqa: BLE001 - the lease and the sweeper still cover it
+            log.warning("could not take back dead workers' claims: %s", exc)
+
+    worker_ready.connect(take_back, weak=False, dispatch_uid="dead-claims")
 
 
 def _use_wal(path: str) -> None:

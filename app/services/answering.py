@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 
 from app.channels.wechat.api import OfficialAccountAPI, WeChatAPIError
 from app.channels.wechat.split import split_message
@@ -26,7 +25,7 @@ from app.metrics import ANSWER_OUTCOMES, ANSWER_SECONDS, ANSWERS
 from app.ocr import OcrEngine
 from app.pipeline.answer import Answer
 from app.pipeline.privacy import mask_pii
-from app.services import images
+from app.services import claims, images
 from app.services.typing import typing_indicator
 from app.settings import Settings
 from app.store import InboundMessage, OutboundReply
@@ -44,24 +43,6 @@ class Answerer(Protocol):
     ``earlier_answer(question, customer=, since=)``: its answer from before a retry."""
 
     def answer(self, question: str, *, customer: str | None = None) -> Answer: ...
-
-
-def claim(message_id: int, lease_s: int) -> bool:
-    now = datetime.now(UTC)
-    result = db.session.execute(
-        update(InboundMessage)
-        .where(
-            InboundMessage.id == message_id,
-            or_(
-                InboundMessage.status == "received",
-                (InboundMessage.status == "processing")
-                & (InboundMessage.claimed_at < now - timedelta(seconds=lease_s)),
-            ),
-        )
-        .values(status="processing", claimed_at=now, attempts=InboundMessage.attempts + 1)
-    )
-    db.session.commit()
-    return result.rowcount == 1
 
 
 #: How far back a customer's unanswered message still holds their next one back.
@@ -102,40 +83,10 @@ def answer_message(
     failed. Raises when a retry may succeed."""
     if earlier_pending(message_id):
         return "later"
-    if not claim(message_id, settings.answer_claim_lease_s):
+    if not claims.claim(message_id, settings.answer_claim_lease_s):
         return "skipped"
-    with keep_claim(message_id, settings.answer_claim_lease_s):
+    with claims.keep_claim(message_id, settings.answer_claim_lease_s):
         return _answer_claimed(message_id, settings, pipeline, api, ocr)
-
-
-@contextmanager
-def keep_claim(message_id: int, lease_s: int) -> Iterator[None]:
-    """Renews the claim every third of the lease while the block runs, each time in a
-    short transaction of its own: a claim that stops being renewed is a dead worker's."""
-    engine = db.engine
-    done = threading.Event()
-
-    def renew() -> None:
-        while not done.wait(lease_s / 3):
-            try:
-                with engine.begin() as conn:
-                    conn.execute(
-                        update(InboundMessage)
-                        .where(
-                            InboundMessage.id == message_id, InboundMessage.status == "processing"
-                        )
-                        .values(claimed_at=datetime.now(UTC))
-                    )
-            except Exception as exc:  # noqa: BLE001 - the database is down: try again
-                log.warning("could not renew the claim on message %s: %s", message_id, exc)
-
-    thread = threading.Thread(target=renew, name=f"claim-{message_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=5)
 
 
 def _answer_claimed(
