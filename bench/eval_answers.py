@@ -55,6 +55,8 @@ class Row:
     draft: str = ""
     seconds: float = 0.0
     detail: dict = field(default_factory=dict)
+    #: The passages the model answered from, as it saw them (for reading misses).
+    passages: list[str] = field(default_factory=list)
 
     @property
     def declined(self) -> bool:
@@ -157,6 +159,7 @@ def run_set(name: str, seeds: Sequence[int], args: argparse.Namespace) -> list[R
                 row.seconds = time.perf_counter() - t0
                 row.text, row.outcome, row.draft = answer.text, answer.outcome, answer.draft
                 row.detail, row.via = answer.detail, _via(answer.detail)
+                row.passages = list(answer.passages)
                 return row
 
             with ThreadPoolExecutor(args.parallel) as pool:

@@ -8,12 +8,14 @@ disk and acknowledges it (app/services/spool.py); while the broker is down the m
 stored and the sweeper queues it once the broker is back (app/services/queued.py). Redis
 runs without persistence, as on these machines: a crash also loses the queued tasks.
 
-The reduced form: 16 questions, an outage of 10 seconds; the full form (30 s outages
-under a real model) is bench material.
+The reduced form runs in the suite: 16 questions, outages of 10 seconds. The full form,
+`CHAOS_OUTAGE_S=30 CHAOS_QUESTIONS=40 pytest -s tests/chaos/test_outages.py`, is the
+issue's 30-second outage; its report goes to bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,8 +34,8 @@ pytestmark = pytest.mark.slow
 
 APP_ID = "wxd1e2f3a4b5c6d7e8"
 NAME = "outage"
-QUESTIONS = 16
-OUTAGE_S = 10.0
+QUESTIONS = int(os.environ.get("CHAOS_QUESTIONS", "16"))
+OUTAGE_S = float(os.environ.get("CHAOS_OUTAGE_S", "10"))
 
 
 @dataclass
@@ -104,7 +106,7 @@ def _through_an_outage(stack: Stack, crash: object, restart: object) -> Traffic:
     down_since = time.monotonic()
     wait_until(lambda: time.monotonic() - down_since >= OUTAGE_S, OUTAGE_S + 5, "the outage")
     restart()  # type: ignore[operator]
-    traffic.join(60)
+    traffic.join(QUESTIONS * traffic.every_s + 60)
     wait_until(
         lambda: traffic.answered(stack.service.sim) == QUESTIONS, 180, "every customer answered"
     )
