@@ -462,6 +462,7 @@ def apikey_revoke(key_id: str) -> None:
 
 def register_commands(app: Flask) -> None:
     from app.faq.commands import faq
+    from app.layout import layout_cli
     from app.settings.readme import settings_cli
 
     app.cli.add_command(faq)
@@ -471,6 +472,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(model)
     app.cli.add_command(user)
     app.cli.add_command(serve)
+    app.cli.add_command(layout_cli)
     try:
         from app.simulator.cli import wechat
         from app.simulator.wecom_cli import wecom

@@ -3,7 +3,8 @@
 Starts what the configuration does not point elsewhere (a milvus-lite server for a
 loopback MILVUS_URI; a WeChat simulator when no WeChat account is configured), applies
 migrations, indexes the sample knowledge on first run, then runs the web server, the
-workers and the scheduler under one honcho manager: Ctrl-C stops them all.
+workers and the scheduler under one honcho manager: Ctrl-C stops them all. Every command
+comes from the process table, app/layout.py.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from honcho.manager import Manager
 
-from app.knowledge import milvus_server
+from app import layout
 from app.settings import Settings
 from app.simulator import DEMO_WECHAT
 
@@ -45,21 +45,19 @@ def _wait_port(
 
 
 def _embedded_milvus(settings: Settings) -> subprocess.Popen | None:
-    parts = urlsplit(settings.milvus_uri)
-    if parts.hostname not in ("127.0.0.1", "localhost") or parts.port is None:
+    milvus = layout.milvus_lite(settings)
+    address = layout.milvus_address(settings)
+    if milvus is None or address is None:
         return None
-    if _port_open(parts.hostname, parts.port):
+    if _port_open(*address):
         return None  # already running (a previous serve, or a real Milvus)
+    host, port = address
     data = settings.data_dir / "milvus"
     data.mkdir(parents=True, exist_ok=True)
-    print(f"[serve] starting milvus-lite server on {parts.hostname}:{parts.port} (data in {data})")
-    proc = subprocess.Popen(milvus_server.command(data, parts.hostname, parts.port))
-    _wait_port(parts.hostname, parts.port, proc, "milvus-lite server")
+    print(f"[serve] starting milvus-lite server on {host}:{port} (data in {data})")
+    proc = subprocess.Popen(layout.resolve(milvus.argv, BIN))
+    _wait_port(host, port, proc, "milvus-lite server")
     return proc
-
-
-def _flask(*args: str, env: dict[str, str]) -> None:
-    subprocess.run([str(BIN / "flask"), "--app", "app", *args], check=True, env=env)
 
 
 def run_all(
@@ -78,6 +76,7 @@ def run_all(
     prom.mkdir(parents=True)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
     env.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
+    shape = layout.Shape(host=host, port=port, web_workers=web_workers, llm_workers=llm_workers)
     try:
         if not settings.wechat_configured:
             env.update(DEMO_WECHAT)
@@ -86,54 +85,19 @@ def run_all(
                 "[serve] no WeChat account configured: demo mode with the WeChat simulator "
                 f"on 127.0.0.1:{simulator_port}"
             )
-            sim = subprocess.Popen(
-                [
-                    str(BIN / "flask"),
-                    "--app",
-                    "app",
-                    "wechat",
-                    "simulator",
-                    "--port",
-                    str(simulator_port),
-                ],
-                env=env,
-            )
-            helpers.append(sim)
-            _wait_port("127.0.0.1", simulator_port, sim, "WeChat simulator")
+            sim = layout.simulator(simulator_port)
+            helpers.append(subprocess.Popen(layout.resolve(sim.argv, BIN), env=env))
+            _wait_port("127.0.0.1", simulator_port, helpers[-1], "WeChat simulator")
         milvus = _embedded_milvus(settings)
         if milvus:
             helpers.append(milvus)
-        print("[serve] applying database migrations")
-        _flask("db", "upgrade", env=env)
-        print("[serve] indexing the knowledge base (first run only)")
-        _flask("kb", "ingest", "--if-empty", env=env)
+        for step in layout.setup_steps():
+            print(f"[serve] {step.why}")
+            subprocess.run(layout.resolve(step.argv, BIN), check=True, env=env)
 
         manager = Manager()
-        manager.add_process(
-            "web",
-            f"{BIN / 'gunicorn'} --bind {host}:{port} --workers {web_workers} "
-            "--worker-class gthread --threads 8 --timeout 60 --access-logfile - app.wsgi:app",
-            env=env,
-        )
-        celery = f"{BIN / 'celery'} -A app.worker"
-        # One model per process, shared by a thread pool: the engine decodes up to
-        # LLM_PARALLEL answers together, and the spare threads keep FAQ answers (no model)
-        # from waiting behind long generations.
-        for i in range(llm_workers):
-            manager.add_process(
-                "llm" if llm_workers == 1 else f"llm{i + 1}",
-                f"{celery} worker -Q llm --pool threads -c {2 * settings.llm_parallel} "
-                f"-n llm{i + 1}@%h --loglevel INFO",
-                env=env,
-            )
-        manager.add_process(
-            "worker", f"{celery} worker -Q default -c 2 -n default@%h --loglevel INFO", env=env
-        )
-        manager.add_process(
-            "beat",
-            f"{celery} beat --loglevel INFO",
-            env=env,
-        )
+        for proc in layout.processes(settings, shape):
+            manager.add_process(proc.name, proc.command(BIN), env=env)
         print(
             f"[serve] WeChat callback: http://{host}:{port}/wechat   health: http://{host}:{port}/healthz"
         )

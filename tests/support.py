@@ -11,8 +11,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+from unittest import mock
 
 import requests
+
+from app import layout
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -188,24 +191,13 @@ def healthy(url: str) -> bool:
 
 
 def worker_args(name: str, concurrency: int = 1, pool: str = "prefork") -> list[str]:
-    """A Celery worker on both queues, as production runs it (named per stack: control
-    replies never mix across stacks)."""
-    return [
-        str(BIN / "celery"),
-        "-A",
-        "app.worker",
-        "worker",
-        "-Q",
-        "llm,default",
-        "-n",
-        f"{name}@%h",
-        "-c",
-        str(concurrency),
-        "--pool",
-        pool,
-        "--loglevel",
-        "INFO",
-    ]
+    """The process table's Celery worker (app/layout.py) on both queues, with the test's
+    pool and concurrency (named per stack: control replies never mix across stacks)."""
+    queues = (layout.LLM_QUEUE, layout.DEFAULT_QUEUE)
+    argv = layout.celery_worker(
+        queues, name=name, pool=pool, concurrency=concurrency, loglevel="INFO"
+    )
+    return layout.resolve(argv, BIN)
 
 
 def start_service(
@@ -218,27 +210,17 @@ def start_service(
     port: int | None = None,
     pool: str = "prefork",
 ) -> str:
-    """Migrates, indexes the knowledge, starts gunicorn and a Celery worker (both queues)
-    exactly as production runs them, and returns the URL once /healthz says 200 and every
-    web process holds its FAQ table (instant answers)."""
+    """Migrates, indexes the knowledge, starts the process table's web role (app/layout.py)
+    and a Celery worker on both queues (`worker_args`), and returns the URL once /healthz says
+    200 and every web process holds its FAQ table (instant answers)."""
+    from app.settings import load_settings
+
     migrate_and_ingest(env)
     port = port or free_port()
-    processes.start(
-        f"{name}-web",
-        [
-            str(BIN / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(web_workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
-            "app.wsgi:app",
-        ],
-        env,
-    )
+    with mock.patch.dict(os.environ, env, clear=True):
+        settings = load_settings()  # as the web processes will read ``env``
+    web = layout.web(settings, host="127.0.0.1", port=port, workers=web_workers)
+    processes.start(f"{name}-web", layout.resolve(web, BIN), env)
     processes.start(f"{name}-worker", worker_args(name, concurrency, pool), env)
     url = f"http://127.0.0.1:{port}"
     try:
