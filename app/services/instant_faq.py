@@ -41,6 +41,14 @@ class InstantAnswer:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+#: Characters past which a message is no FAQ question (the FAQ questions and paraphrases of
+#: knowledge/ and bench/data have at most 19, customers' questions there at most 41): a
+#: pasted page is not compared by characters with every FAQ question nor
+#: embedded on the callback's path, where WeChat waits at most 5 s (a 3,000-character
+#: paste's callback timed out in tests/e2e/test_wechat_delivery.py on a loaded machine).
+MAX_QUESTION_CHARS = 200
+
+
 class RateBudget:
     """A token bucket: at most ``rate`` takes a second (a second's worth at once)."""
 
@@ -85,9 +93,10 @@ def start(settings: Settings) -> None:
 
 def lookup(question: str, settings: Settings) -> InstantAnswer | None:
     """The stored answer when ``question`` is an FAQ entry's, else None. Never waits for
-    Milvus or the model."""
+    Milvus or the model, nor reads a pasted page: a message longer than any customer's
+    question (MAX_QUESTION_CHARS) goes the worker's way."""
     q = mask_pii(question.strip())
-    if not (settings.instant_faq and q):
+    if not (settings.instant_faq and q) or len(q) > MAX_QUESTION_CHARS:
         return None
     matcher = resources.faq_matcher(settings, wait=False)
     match = matcher.by_characters(q)
