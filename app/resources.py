@@ -61,6 +61,7 @@ def knowledge_store(settings: Settings) -> KnowledgeStore:
             settings.milvus_collection,
             RecentQueries(embedder, settings.embedding_query_cache),
             token=settings.milvus_token,
+            connect_timeout=settings.milvus_timeout_s,
             request_timeout=settings.milvus_timeout_s,
             # Readers and writers go through the alias; a reindex swaps what it names.
             aliased=True,

@@ -70,9 +70,9 @@ class StoreSettings(BaseSettings):
         5,
         ge=1,
         le=600,
-        description="Seconds a knowledge search may take, retries included, before it fails "
-        "with a clear 503 (an answer task then retries later): a Milvus that is down must not "
-        "hold a request for minutes",
+        description="Seconds a knowledge search (or the connection it opens) may take, "
+        "retries included, before it fails with a clear 503 (an answer task then retries "
+        "later): a Milvus that is down must not hold a request for minutes",
     )
 
     @field_validator("milvus_uri")
