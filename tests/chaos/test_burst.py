@@ -15,9 +15,6 @@ This is the reduced form that runs with the tests; bench/chaos.py runs the full 
 from __future__ import annotations
 
 import signal
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +23,7 @@ import sqlalchemy as sa
 
 from app.simulator.callback_client import CallbackClient
 from app.simulator.state import WeChatAPISimulator
+from tests.chaos.traffic import WECHAT_ACK_LIMIT_S, Traffic
 from tests.dify.fake_app_api import FakeDifyApp
 from tests.dify.stack import dify_backed_stack
 from tests.support import (
@@ -57,12 +55,6 @@ class Stack:
 
     def client(self) -> CallbackClient:
         return CallbackClient(self.url + "/wechat", WECHAT["token"], APP_ID)
-
-    def sends(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for m in self.sim.sent:
-            counts[m["touser"]] = counts.get(m["touser"], 0) + 1
-        return counts
 
     def scalar(self, sql: str) -> object:
         with self.db.connect() as conn:
@@ -107,19 +99,8 @@ def stack(
 
 
 def test_a_burst_with_the_worker_killed_twice_is_answered_exactly_once(stack: Stack) -> None:
-    client = stack.client()
-    customers = [f"o_chaos_{uuid.uuid4().hex[:10]}" for _ in range(QUESTIONS)]
-    acks: list[float] = []
-
-    def post_all() -> None:
-        for i, openid in enumerate(customers):
-            started = time.monotonic()
-            resp = client.post(client.text(openid, f"第{i}个问题：你们几点下班？"))
-            acks.append(time.monotonic() - started)
-            assert resp.status_code == 200
-
-    poster = threading.Thread(target=post_all)
-    poster.start()
+    traffic = Traffic(stack.client(), QUESTIONS, every_s=0)
+    traffic.start()
     for _ in range(KILLS):
         # Kill while answers are being written: some message is claimed right now.
         wait_until(
@@ -128,19 +109,12 @@ def test_a_burst_with_the_worker_killed_twice_is_answered_exactly_once(stack: St
             "an answer in progress",
         )
         stack.kill_and_restart_worker()
-    poster.join(timeout=120)
+    traffic.join(120)
 
-    wait_until(lambda: len(stack.sends()) == QUESTIONS, 240, "every customer answered")
-    counts = stack.sends()
-    once = sum(counts.get(o) == 1 for o in customers)
-    twice = sum((counts.get(o) or 0) > 1 for o in customers)
-    lost = sum(o not in counts for o in customers)
-    print(  # the chaos report (pytest -s shows it)
-        f"sent {QUESTIONS}, answered once {once}, twice {twice}, lost {lost}, "
-        f"worst acknowledgement {max(acks):.2f} s"
-    )
-    assert (once, twice, lost) == (QUESTIONS, 0, 0)
-    assert max(acks) < 5.0  # WeChat's limit
+    wait_until(lambda: traffic.answered(stack.sim) == QUESTIONS, 240, "every customer answered")
+    assert traffic.report(stack.sim) == (QUESTIONS, 0, 0)
+    assert traffic.statuses == [200] * QUESTIONS
+    assert max(traffic.acks) < WECHAT_ACK_LIMIT_S
     # The kills interrupted answers (else this test proves nothing): their messages
     # were taken over after the lease lapsed.
     resumed = stack.scalar("SELECT count(*) FROM inbound_messages WHERE attempts > 1")
