@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_commands(app)
 
-    from app.controllers.callbacks import drainer
+    from app.channels.callbacks import drainer
     from app.services import spool
 
     if spool.waiting(spool.directory(settings.data_dir)):

@@ -1,6 +1,6 @@
 """How many passive-mode callbacks one web process can hold before acknowledgements wait.
 
-A held try occupies a gunicorn thread for up to 5.5 s (app/services/delivery.py). This
+A held try occupies a gunicorn thread for up to 5.5 s (app/channels/wechat/delivery.py). This
 starts gunicorn (1 worker, gthread) in passive mode on SQLite and the embedded broker,
 with no worker consuming answers (so nothing is ever ready and every try is held), sends
 N slow questions at once, and meanwhile times acknowledgements of messages that need no

@@ -1,4 +1,8 @@
-"""Messaging channels: verify, decrypt, dedupe and acknowledge; then hand work to tasks."""
+"""Messaging channels: verify, decrypt, dedupe and acknowledge; then hand work to tasks.
+
+A package per channel holds all of that channel (wechat/, wecom/); callbacks.py is what
+their encrypted-callback controllers share, api_client.py their HTTP client.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""HTTP entry points: they parse and authenticate, then hand plain data to services."""
+"""HTTP entry points: they parse and authenticate, then hand plain data to services.
+
+The channels' callbacks (/wechat, /wecom) live with their channel, in app/channels/."""
 
 from flask import Flask
 
@@ -8,9 +10,9 @@ def register_blueprints(app: Flask) -> None:
     from app.controllers import edge
 
     edge.install(app)
+    from app.channels.wechat.controller import bp as wechat_bp
+    from app.channels.wecom.controller import bp as wecom_bp
     from app.controllers.health import bp as health_bp
-    from app.controllers.wechat import bp as wechat_bp
-    from app.controllers.wecom import bp as wecom_bp
 
     app.register_blueprint(wechat_bp)
     app.register_blueprint(wecom_bp)

@@ -1,5 +1,6 @@
-"""Questions asked with a picture: download it from WeChat, read its text, and put that
-together with what the customer wrote just before into one question for the pipeline."""
+"""Questions asked with a picture: download it (WeChat's or WeCom's media/get), read its
+text, and put that together with what the customer wrote just before into one question for
+the pipeline. Both channels send pictures, so this is here rather than in a channel."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 async (verified accounts): store, queue, acknowledge with an empty body; the worker sends
 the answer through the customer-service API. passive (unverified accounts, where that API
 answers 48001): each of WeChat's tries is held up to WECHAT_PASSIVE_WAIT_S for the
-answer, and the answer is the reply (app/services/passive.py). In both modes an answer
+answer, and the answer is the reply (app/channels/wechat/passive.py). In both modes an answer
 known at once (an FAQ hit, app/services/instant_faq.py) is the reply to the first request.
 """
 
@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from app.channels.wechat import passive
 from app.metrics import ANSWER_OUTCOMES
-from app.services import inbound, instant_faq, intake, passive
+from app.services import inbound, instant_faq, intake
 from app.services.routing import Decision
 from app.settings import Settings
 

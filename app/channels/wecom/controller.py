@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from wechatpy.work.crypto import WeChatCrypto
 from wechatpy.work.replies import TextReply
 
+from app.channels.callbacks import install_error_handlers, keep_for_later
 from app.channels.wechat.security import (
     CallbackRejected,
     check_signature,
@@ -24,7 +25,6 @@ from app.channels.wechat.security import (
     decrypt,
     parse_xml,
 )
-from app.controllers.callbacks import install_error_handlers, keep_for_later
 from app.metrics import WECOM_CALLBACK_SECONDS, WECOM_CALLBACKS
 from app.services import intake, spool
 from app.services.routing import Decision, route

@@ -2,7 +2,7 @@
 
 Acknowledges within milliseconds: verify, decrypt, store once (MsgId), queue, answer
 empty. Everything slow happens in Celery tasks and goes back through the
-customer-service API; in passive mode (app/services/delivery.py) a try is held while
+customer-service API; in passive mode (app/channels/wechat/delivery.py) a try is held while
 the answer is written and the answer is the reply.
 """
 
@@ -16,6 +16,8 @@ from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.replies import TextReply, TransferCustomerServiceReply
 
+from app.channels.callbacks import install_error_handlers, keep_for_later
+from app.channels.wechat import delivery
 from app.channels.wechat.security import (
     CallbackRejected,
     check_signature,
@@ -24,9 +26,8 @@ from app.channels.wechat.security import (
     decrypt,
     parse_xml,
 )
-from app.controllers.callbacks import install_error_handlers, keep_for_later
 from app.metrics import CALLBACK_SECONDS, CALLBACKS
-from app.services import delivery, intake, spool
+from app.services import intake, spool
 from app.services.routing import Decision, route
 from app.settings import Settings
 
