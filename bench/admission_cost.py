@@ -32,6 +32,7 @@ from app import create_app
 from app.extensions import db
 from app.settings import load_settings
 from app.simulator.callback_client import CallbackClient
+from bench import summary
 
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -62,11 +63,11 @@ def _answer_all(app) -> None:  # noqa: ANN001
         db.session.commit()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--per-round", type=int, default=100)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     name = f"wxcs_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -118,6 +119,19 @@ def main() -> None:
     n = args.rounds * args.per_round
     off, on = cpu["off"] / n * 1000, cpu["on"] / n * 1000
     print(f"| CPU of this process, mean | {off:.2f} | {on:.2f} | {on - off:+.2f} |")
+    p50_off = statistics.quantiles(times["off"], n=100)[49] * 1000
+    p50_on = statistics.quantiles(times["on"], n=100)[49] * 1000
+    summary.print_row(
+        "cost of rate limiting and flood protection on the callback (3)",
+        None,
+        f"limits on: CPU {on:.2f} ms per request ({on - off:+.2f}), p50 {p50_on:.2f} ms "
+        f"({p50_on - p50_off:+.2f})",
+        f"limits off: CPU {off:.2f} ms, p50 {p50_off:.2f} ms",
+        summary.ratio(on, off, digits=2) + " CPU",
+        None,
+        "Cost of rate limiting and flood protection on the callback",
+        command=summary.run_command(argv),
+    )
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient
 from app.simulator.server import serve_in_thread
 from app.simulator.state import WeChatAPISimulator
+from bench import summary
 from bench.ack_latency import (
     BIN,
     REDIS_URL,
@@ -315,6 +316,20 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r['notices']} | {r['worst_ack_s']:.2f} | {r['drain_s']:.0f} |")  # fmt: skip
     print(f"\nworker SIGKILLed {len(killed)} times while answering (asked for {args.kills})")
     print(f"chaos drained in {ratio:.2f}x the calm phase (target <= 1.5x)")
+    busy = "" if args.no_busy_core else ", a core kept busy"
+    summary.print_row(
+        f"burst of {chaos['sent']} with the answering worker killed {len(killed)} times{busy}"
+        " (21)",
+        "0 lost, 0 twice, drained <= 1.5x the calm burst",
+        f"{chaos['once']} of {chaos['sent']} answered once, {chaos['twice']} twice, "
+        f"{chaos['lost']} lost, worst acknowledgement {chaos['worst_ack_s']:.2f} s, "
+        f"drained in {chaos['drain_s']:.0f} s",
+        f"calm burst (no kills): drained in {calm['drain_s']:.0f} s",
+        f"{ratio:.2f}x",
+        chaos["lost"] == chaos["twice"] == 0 and ratio <= 1.5,
+        "Chaos: outages, kills and restarts under traffic (issue 21, 2026-12-07)",
+        command=summary.run_command(argv),
+    )
     return 0
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import requests
 
+from bench import summary
 from bench.ack_latency import (
     BIN,
     TEST_MODEL,
@@ -122,7 +123,7 @@ def _children(pid: int) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=4)
     p.add_argument("--max-tokens", type=int, default=64)
     args = p.parse_args(argv)
@@ -196,6 +197,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"| decode tokens/s p50 | {raw['tok_s']:.1f} | {q['tok_s']:.1f} | {i['tok_s']:.1f} |")
     print(f"| web process RSS (MB) | | {q['web_rss_mb']:.0f} | {i['web_rss_mb']:.0f} |")
     print(f"| llm worker RSS (MB) | | {q.get('worker_rss_mb', 0):.0f} | |")
+    summary.print_row(
+        "/v1/chat/completions streaming through the llm queue vs raw llama-cpp-python (6)",
+        None,
+        f"queue: first token p50 {q['ttft_ms']:.0f} ms, {q['tok_s']:.1f} tok/s; in-process: "
+        f"{i['ttft_ms']:.0f} ms, {i['tok_s']:.1f} tok/s",
+        f"raw llama-cpp (no HTTP): first token p50 {raw['ttft_ms']:.0f} ms, "
+        f"{raw['tok_s']:.1f} tok/s",
+        f"queue {summary.ratio(q['tok_s'], raw['tok_s'], percent=True)}, in-process "
+        f"{summary.ratio(i['tok_s'], raw['tok_s'], percent=True)} of raw tok/s",
+        None,
+        "/v1 streaming: queue vs in-process",
+        command=summary.run_command(argv),
+    )
     return 0
 
 

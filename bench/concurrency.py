@@ -28,8 +28,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.answer_setup import describe_machine, knowledge_store, model_path
-from bench.eval_answers import DATA, load
+from bench import retrieval_sets, summary
+from bench.answer_setup import MODELS, describe_machine, knowledge_store, model_path
 
 LEVELS = (1, 4, 8)
 
@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.rounds} rounds per level\n",
         flush=True,
     )
-    questions = [r.question for r in load(DATA) if r.kind == "in"][:8]
+    # The first 8 answerable questions of bench/data/answer_eval.jsonl.
+    questions = [q.text for q in retrieval_sets.shop().questions if q.kind == "in"][:8]
     with knowledge_store(args.milvus_uri, collection="kb_concurrency") as store:
         hits = {q: store.search(q, top_k=settings.retrieval_top_k) for q in questions}
     results: list[Level] = []
@@ -134,6 +135,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {r.shape} | {r.customers} | {r.tps:.1f} | {r.tps / single.tps:.2f}x | "
             f"{r.p95:.1f} | {statistics.median(r.answer_s):.1f} |"
         )
+    most = max(LEVELS)
+    batched = next(r for r in results if r.shape.startswith("batched") and r.customers == most)
+    serial = next(r for r in results if r.shape.startswith("serial") and r.customers == most)
+    speedup = batched.tps / single.tps
+    label = args.model.upper() if args.model in MODELS else model.name
+    summary.print_row(
+        f"{most} customers at once vs 1, CPU, {label} (5)",
+        ">= 1.5x throughput",
+        f"{batched.tps:.1f} tokens/s aggregate, p95 answer {batched.p95:.1f} s",
+        f"1 customer {single.tps:.1f} tokens/s; serial engine (1 slot) at {most}: "
+        f"{serial.tps:.1f} tokens/s, p95 answer {serial.p95:.1f} s",
+        f"{speedup:.2f}x",
+        speedup >= 1.5,
+        "Several customers at once (second session of 2026-11-21)",
+        command=summary.run_command(argv),
+    )
     return 0
 
 

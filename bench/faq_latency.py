@@ -49,6 +49,7 @@ from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient
 from app.simulator.server import serve_in_thread
 from app.simulator.state import WeChatAPISimulator
+from bench import summary
 from bench.ack_latency import (
     BIN,
     REDIS_URL,
@@ -293,7 +294,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n" + HEADER)
     for r in results:
         print("\n".join(table_rows(r)))
+    if results:
+        print_summary_row(results, summary.run_command(argv))
     return 0
+
+
+def print_summary_row(results: list[dict[str, object]], command: str) -> None:
+    """The summary row: the service's phases against the prefork ``-c 1`` worker's, when
+    that phase ran."""
+
+    def p95(r: dict[str, object], keep=lambda x: True) -> float:  # noqa: ANN001
+        return pct(sorted(x["ms"] for x in r["timed"] if keep(x)), 0.95)  # type: ignore[attr-defined]
+
+    service = [r for r in results if "baseline" not in str(r["name"])]
+    baseline = [r for r in results if "baseline" in str(r["name"])]
+    idle = service[0]
+    unlisted = [x for x in idle["timed"] if not x["listed"]]  # type: ignore[attr-defined]
+    worst = max(p95(r) for r in service)
+    busy = service[-1]
+    summary.print_row(
+        "FAQ answers, message in -> reply sent (15)",
+        "p95 <= 300 ms",
+        f"listed paraphrases p95 {p95(idle, lambda x: x['listed']):.0f} ms; unlisted: "
+        f"{sum(x['stored'] for x in unlisted)} of {len(unlisted)} verbatim, p95 "
+        f"{p95(idle, lambda x: not x['listed']):.0f} ms; all, busy: p95 {p95(busy):.0f} ms",
+        f"prefork -c 1 worker, busy: p95 {p95(baseline[0]):.0f} ms"
+        if baseline
+        else "none measured (the prefork -c 1 phase did not run)",
+        summary.ratio(p95(busy), p95(baseline[0])) if baseline else None,
+        worst <= 300,
+        "FAQ answers: message in -> reply sent, over paraphrases not listed",
+        command=command,
+    )
 
 
 if __name__ == "__main__":

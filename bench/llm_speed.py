@@ -27,7 +27,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.answer_setup import describe_machine, knowledge_store, model_path, service_pipeline
+from bench import summary
+from bench.answer_setup import (
+    MODELS,
+    describe_machine,
+    knowledge_store,
+    model_path,
+    service_pipeline,
+)
 
 QUESTIONS = (
     "付款以后大概几天能发货",
@@ -205,6 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
     engine.close()
     print("\n" + table(raw_runs, pipe_runs))
+    raw_tps = median([r.tps for r in raw_runs])
+    pipe_tps = median([r.tps for r in pipe_runs])
+    label = args.model.upper() if args.model in MODELS else model.name
+    summary.print_row(
+        f"pipeline decode speed vs raw llama-cpp-python, {label} (5)",
+        ">= 97 %",
+        f"pipeline {pipe_tps:.1f} tokens/s (wall clock)",
+        f"raw llama-cpp-python {raw_tps:.1f} tokens/s",
+        summary.ratio(pipe_tps, raw_tps, percent=True),
+        bool(raw_tps) and pipe_tps >= 0.97 * raw_tps,
+        "Pipeline vs raw on the 1.5B model (second session of 2026-11-21)",
+        command=summary.run_command(argv),
+    )
     return 0
 
 

@@ -29,8 +29,10 @@ import numpy as np
 from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, RRFRanker
 
 try:
+    from bench import summary
     from bench.settle import wait_until_idle
 except ImportError:  # run as a script from another venv: bench/ itself is on sys.path
+    import summary  # type: ignore[no-redef]
     from settle import wait_until_idle  # type: ignore[no-redef]
 
 WORDS = (
@@ -40,17 +42,22 @@ WORDS = (
 QUERIES = ("电饭煲保修多久", "退货运费谁出", "发票怎么开", "退款多久到账", "可以修改地址吗")
 
 
+def _p95(samples: list[float]) -> float:
+    s = sorted(samples)
+    return s[int(len(s) * 0.95)]
+
+
 def _p(samples: list[float]) -> str:
     s = sorted(samples)
-    return f"p50 {s[len(s) // 2]:6.1f}  p95 {s[int(len(s) * 0.95)]:6.1f} ms"
+    return f"p50 {s[len(s) // 2]:6.1f}  p95 {_p95(s):6.1f} ms"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--index", default="FLAT", help="FLAT or IVF_FLAT (2.5), HNSW (3.x)")
     parser.add_argument("--queries", type=int, default=200)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f"# milvus-lite {version('milvus-lite')}, pymilvus {version('pymilvus')}")
     print(f"- machine: {platform.node()}, {os.cpu_count()} cores; {args.rows} rows, {args.index}")
     folder = tempfile.mkdtemp(prefix="milvus-engines-")
@@ -95,7 +102,8 @@ def main() -> None:
         )
     client.flush("bench")
     client.load_collection("bench")
-    print(f"- insert + flush: {args.rows / (time.perf_counter() - t0):.0f} rows/s")
+    insert_rate = args.rows / (time.perf_counter() - t0)
+    print(f"- insert + flush: {insert_rate:.0f} rows/s")
     # 3.x runs in this process; 2.5 in a child process (its server binary).
     pids = [os.getpid(), *_children(os.getpid())]
     waited = max(wait_until_idle(pid) for pid in pids)
@@ -155,6 +163,18 @@ def main() -> None:
     print(f"- BM25   (top 20) {_p(bm25)}")
     print(f"- hybrid (top 5 of 20 + 20, RRF) {_p(hybrid)}")
     client.close()
+    summary.print_row(
+        f"embedded Milvus engine alone, {args.rows} random vectors, no app code (4)",
+        None,
+        f"milvus-lite {version('milvus-lite')} {args.index}: hybrid_search p95 "
+        f"{_p95(hybrid):.1f} ms, dense {_p95(dense):.1f} ms, BM25 {_p95(bm25):.1f} ms; "
+        f"insert + flush {insert_rate:.0f} rows/s",
+        "none (this is the raw engine)",
+        None,
+        None,
+        "The embedded engine moved to milvus-lite 2.5 (third session of 2026-11-21)",
+        command=summary.run_command(argv),
+    )
 
 
 def _children(pid: int) -> list[int]:

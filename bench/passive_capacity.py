@@ -25,6 +25,7 @@ from pathlib import Path
 import requests
 
 from app.simulator.callback_client import CallbackClient
+from bench import summary
 from bench.ack_latency import BIN, WECHAT, Processes, base_env, flask, free_port, wait_for
 
 
@@ -104,6 +105,20 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"acknowledgements while held ({len(acks)}): p50 {1000 * statistics.median(acks):.0f}"
             f" ms, max {1000 * acks[-1]:.0f} ms, over 1 s: {sum(1 for a in acks if a > 1)}"
+        )
+        summary.print_row(
+            f"passive mode: {args.slow} slow questions held by one web process, "
+            f"{args.threads} threads, WECHAT_PASSIVE_MAX_HELD {args.max_held} (3)",
+            None,
+            f"slow tries: {', '.join(f'{n} {o}' for o, n in sorted(outcomes.items()))}; "
+            "acknowledgements meanwhile p50 "
+            f"{1000 * statistics.median(acks):.0f} ms, max {1000 * acks[-1]:.0f} ms, "
+            f"{sum(1 for a in acks if a > 1)} of {len(acks)} over 1 s",
+            "none measured",
+            None,
+            None,
+            "Passive mode: callbacks held by one web process",
+            command=summary.run_command(argv),
         )
         return 0
     finally:

