@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from bench import retrieval_sets
+from bench import retrieval_sets, summary
 from bench.answer_setup import describe_machine, knowledge_store, model_path, service_pipeline
 
 _TAG = re.compile(r"</?think>", re.IGNORECASE)
@@ -150,6 +150,54 @@ def doubt_table(rows: Sequence[Row], margins: Sequence[float]) -> str:
     return "\n".join(lines)
 
 
+def print_summary_rows(rows: Sequence[Row]) -> None:
+    """The summary-table rows of bench/RESULTS.md this run updates: right, wrong and
+    declined, per set over every seed run."""
+    per_set = {
+        name: score([r for r in rows if r.set == name])
+        for name in dict.fromkeys(r.set for r in rows)
+    }
+    section = "Answers by meaning (issue 15, 2026-12-06)"
+
+    def figure(key: str, total: str) -> tuple[str, list[float]]:
+        shares = {n: s[key] / s[total] for n, s in per_set.items() if s[total]}
+        return ", ".join(f"{n} {100 * v:.0f} %" for n, v in shares.items()), list(shares.values())
+
+    for what, key, total, target, met in (
+        (
+            "answerable questions answered with a right fact (15)",
+            "right",
+            "in",
+            ">= 90 %",
+            lambda v: v >= 0.9,
+        ),
+        (
+            "answerable questions answered with a wrong fact (15)",
+            "wrong",
+            "in",
+            "<= 2 %",
+            lambda v: v <= 0.02,
+        ),
+        (
+            "unanswerable questions declined (15)",
+            "declined_out",
+            "out",
+            ">= 95 %",
+            lambda v: v >= 0.95,
+        ),
+    ):
+        text, shares = figure(key, total)
+        summary.print_row(
+            what,
+            target,
+            text,
+            "none (quality, held-out sets)",
+            None,
+            all(met(v) for v in shares),
+            section,
+        )
+
+
 def _via(detail: dict) -> str:
     via = str(detail.get("via") or detail.get("check") or "")
     return f"{via} (doubt)" if detail.get("doubt") else via
@@ -252,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for r in rows:
                 fh.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
     print("\n" + report(rows))
+    print_summary_rows(rows)
     if args.doubt_sweep:
         print("\nReplayed with less doubt (FAQ_JUDGE_DOUBT):\n")
         print(doubt_table(rows, args.doubt_sweep))
