@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.channels.wechat.security import CallbackRejected
+from app.channels.wechat.security import CallbackRejected, check_signature, decrypt
 from app.extensions import db
 from app.services import intake, spool
 from app.services.intake import Unanswerable
@@ -49,6 +49,22 @@ def install_error_handlers(bp: Blueprint, callbacks: Counter) -> None:
         log.error("could not store a %s message: %s", bp.name, exc)
         callbacks.labels(outcome="store_unavailable").inc()
         return jsonify(error="message store unavailable, retry later"), 503
+
+
+def open_signed(
+    token: str, aes_key: str, receiver_id: str, ciphertext: str, *, receiver: str = "AppId"
+) -> str:
+    """Checks the request's msg_signature over `ciphertext` and returns its plaintext, which
+    must name `receiver_id` (the Official Account's AppID, or WeCom's CorpID)."""
+    args = request.args
+    check_signature(
+        token,
+        args.get("msg_signature", ""),
+        args.get("timestamp", ""),
+        args.get("nonce", ""),
+        ciphertext,
+    )
+    return decrypt(aes_key, receiver_id, ciphertext, receiver=receiver)
 
 
 def keep_for_later(channel: str, fields: dict[str, str], delivery: str, exc: Exception) -> None:

@@ -16,14 +16,13 @@ from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.replies import TextReply, TransferCustomerServiceReply
 
-from app.channels.callbacks import install_error_handlers, keep_for_later
+from app.channels.callbacks import install_error_handlers, keep_for_later, open_signed
 from app.channels.wechat import delivery
 from app.channels.wechat.security import (
     CallbackRejected,
     check_signature,
     check_timestamp,
     decode_xml,
-    decrypt,
     parse_xml,
 )
 from app.metrics import CALLBACK_SECONDS, CALLBACKS
@@ -121,16 +120,12 @@ def _read_message(settings: Settings) -> tuple[dict[str, str], str]:
         return envelope, text
     if not settings.wechat_aes_key:
         raise CallbackRejected(400, "encrypted message but WECHAT_AES_KEY is not set")
-    encrypt = envelope.get("Encrypt", "")
-    args = request.args
-    check_signature(
+    plain = open_signed(
         settings.wechat_token,
-        args.get("msg_signature", ""),
-        args.get("timestamp", ""),
-        args.get("nonce", ""),
-        encrypt,
+        settings.wechat_aes_key,
+        settings.wechat_app_id,
+        envelope.get("Encrypt", ""),
     )
-    plain = decrypt(settings.wechat_aes_key, settings.wechat_app_id, encrypt)
     return parse_xml(plain), plain
 
 

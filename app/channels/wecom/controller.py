@@ -16,13 +16,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from wechatpy.work.crypto import WeChatCrypto
 from wechatpy.work.replies import TextReply
 
-from app.channels.callbacks import install_error_handlers, keep_for_later
+from app.channels.callbacks import install_error_handlers, keep_for_later, open_signed
 from app.channels.wechat.security import (
     CallbackRejected,
-    check_signature,
     check_timestamp,
     decode_xml,
-    decrypt,
     parse_xml,
 )
 from app.metrics import WECOM_CALLBACK_SECONDS, WECOM_CALLBACKS
@@ -41,15 +39,13 @@ def _settings() -> Settings:
 
 def _check_signed(settings: Settings, ciphertext: str) -> str:
     """Checks msg_signature over `ciphertext` and returns its plaintext (for our CorpID)."""
-    args = request.args
-    check_signature(
+    return open_signed(
         settings.wecom_token,
-        args.get("msg_signature", ""),
-        args.get("timestamp", ""),
-        args.get("nonce", ""),
+        settings.wecom_aes_key,
+        settings.wecom_corp_id,
         ciphertext,
+        receiver="CorpID",
     )
-    return decrypt(settings.wecom_aes_key, settings.wecom_corp_id, ciphertext, receiver="CorpID")
 
 
 @bp.before_request
