@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from app.channels.wechat.api import OfficialAccountAPI, WeChatAPIError
+from app.channels import ChannelAPI
+from app.channels.api_client import WeChatAPIError
 from app.channels.wechat.split import split_message
 from app.channels.wechat.typing import typing_indicator
 from app.extensions import db
@@ -75,7 +76,7 @@ def answer_message(
     message_id: int,
     settings: Settings,
     pipeline: Answerer,
-    api: OfficialAccountAPI,
+    api: ChannelAPI,
     ocr: Callable[[], OcrEngine] | None = None,
 ) -> str:
     """Returns what happened: answered, ready (stored for a passive reply), skipped (someone
@@ -93,7 +94,7 @@ def _answer_claimed(
     message_id: int,
     settings: Settings,
     pipeline: Answerer,
-    api: OfficialAccountAPI,
+    api: ChannelAPI,
     ocr: Callable[[], OcrEngine] | None,
 ) -> str:
     msg = db.session.get(InboundMessage, message_id)
@@ -173,7 +174,7 @@ def _compose_answer(
     msg: InboundMessage,
     settings: Settings,
     pipeline: Answerer,
-    api: OfficialAccountAPI,
+    api: ChannelAPI,
     ocr: Callable[[], OcrEngine] | None,
 ) -> Composed:
     """The answer for ``msg`` and what it was; images are read first."""
@@ -223,7 +224,7 @@ def _fail(msg: InboundMessage, error: str, errcode: int | None, errmsg: str) -> 
 
 
 def give_up_if_spent(
-    msg: InboundMessage, error: str, settings: Settings, api: OfficialAccountAPI | None = None
+    msg: InboundMessage, error: str, settings: Settings, api: ChannelAPI | None = None
 ) -> bool:
     """Fails the message for good once its attempts are used up (ANSWER_MAX_ATTEMPTS); the
     customer is told so, rather than left waiting (``tell_failed``)."""
@@ -237,7 +238,7 @@ def give_up_if_spent(
     return True
 
 
-def tell_failed(msg: InboundMessage, api: OfficialAccountAPI) -> None:
+def tell_failed(msg: InboundMessage, api: ChannelAPI) -> None:
     """Sends FAILED_TEXT to the customer of a message that failed before any answer was
     stored (the model or a dependency kept failing), once: the reply row is the record.
     Where the answer itself was stored, its sending is what failed: nothing more is sent."""

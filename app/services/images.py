@@ -10,7 +10,8 @@ from datetime import UTC, timedelta
 
 from sqlalchemy import select
 
-from app.channels.wechat.api import MediaTooLarge, OfficialAccountAPI, WeChatAPIError
+from app.channels import ChannelAPI
+from app.channels.api_client import MediaTooLarge, WeChatAPIError
 from app.extensions import db
 from app.ocr import ImageRejected, OcrEngine
 from app.settings import Settings
@@ -75,7 +76,7 @@ def compose_question(ocr_text: str, earlier: list[str]) -> str:
 
 
 def image_question(
-    msg: InboundMessage, settings: Settings, api: OfficialAccountAPI, ocr: OcrEngine
+    msg: InboundMessage, settings: Settings, api: ChannelAPI, ocr: OcrEngine
 ) -> ImageQuestion:
     """Downloads and reads the image of ``msg``. Errors WeChat may recover from (-1, network)
     propagate so the task is retried; everything about the picture itself gets a reply."""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select
 
-from app.channels.wechat.api import OfficialAccountAPI
+from app.channels import ChannelAPI
 from app.extensions import db
 from app.services import answering, queued
 from app.settings import Settings
@@ -26,7 +26,7 @@ def sweep(
     settings: Settings,
     enqueue: Callable[[int], object],
     limit: int = 100,
-    api: Callable[[InboundMessage], OfficialAccountAPI] | None = None,
+    api: Callable[[InboundMessage], ChannelAPI] | None = None,
 ) -> list[int]:
     """Re-queues stale messages whose task is lost (never queued, or its worker died) and
     fails those whose attempts are spent, so none is re-queued forever. A message whose

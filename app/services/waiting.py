@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from app.channels.wechat.api import OfficialAccountAPI
+from app.channels import ChannelAPI
 from app.extensions import db
 from app.settings import Settings
 from app.store import InboundMessage
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def notify_waiting(
-    settings: Settings, api: Callable[[InboundMessage], OfficialAccountAPI], limit: int = 200
+    settings: Settings, api: Callable[[InboundMessage], ChannelAPI], limit: int = 200
 ) -> int:
     """Sends the wait notice to every question waiting longer than the setting; returns
     how many were sent."""

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from flask import current_app
 
-from app.channels.wechat.api import OfficialAccountAPI
+from app.channels import ChannelAPI
 from app.extensions import db
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ JOIN_S = 3.0
 
 
 @contextmanager
-def typing_indicator(api: OfficialAccountAPI, openid: str) -> Iterator[None]:
+def typing_indicator(api: ChannelAPI, openid: str) -> Iterator[None]:
     """Shows "typing" to ``openid`` while the block runs. Best effort: a failure (45080,
     quota, network) only stops the indicator, never the answer."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
