@@ -157,7 +157,6 @@ def print_summary_rows(rows: Sequence[Row]) -> None:
         name: score([r for r in rows if r.set == name])
         for name in dict.fromkeys(r.set for r in rows)
     }
-    section = "Answers by meaning (issue 15, 2026-12-06)"
 
     def figure(key: str, total: str) -> tuple[str, list[float]]:
         shares = {n: s[key] / s[total] for n, s in per_set.items() if s[total]}
@@ -194,7 +193,7 @@ def print_summary_rows(rows: Sequence[Row]) -> None:
             "none (quality, held-out sets)",
             None,
             all(met(v) for v in shares),
-            section,
+            "Answers by meaning (issue 15, 2026-12-06)",
         )
 
 
