@@ -193,7 +193,7 @@ def print_summary_rows(rows: Sequence[Row]) -> None:
             "none (quality, held-out sets)",
             None,
             all(met(v) for v in shares),
-            "Answers by meaning (issue 15, 2026-12-06)",
+            "End to end: right, wrong, declined",
         )
 
 
