@@ -9,13 +9,16 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from app.controllers import csrf
-from app.controllers.auth import actor, error, login_required
+from app.controllers import errors as http_errors
+from app.controllers.auth import actor, login_required
+from app.errors import BadRequest
 from app.extensions import db
 from app.services import apikeys, audit
 from app.store import ApiKey
 
 bp = Blueprint("apikeys", __name__, url_prefix="/api/apikeys")
 csrf.protect(bp)  # the admin pages' cookie works here too
+http_errors.install_staff(bp)
 
 
 def key_dict(row: ApiKey) -> dict[str, Any]:
@@ -40,11 +43,8 @@ def create_key() -> Any:
     data = request.get_json(silent=True)
     name = data.get("name") if isinstance(data, dict) else None
     if not isinstance(name, str):
-        return error(400, 'send a JSON object with the key\'s name, e.g. {"name": "dify"}')
-    try:
-        row, plaintext = apikeys.create(name)
-    except apikeys.ApiKeyError as exc:
-        return error(400, str(exc))
+        raise BadRequest('send a JSON object with the key\'s name, e.g. {"name": "dify"}')
+    row, plaintext = apikeys.create(name)  # ApiKeyError: 400
     audit.record(actor(), "apikey.create", f"apikey:{row.id}", name=row.name, prefix=row.prefix)
     db.session.commit()
     return jsonify(api_key=key_dict(row), key=plaintext), 201
@@ -53,10 +53,7 @@ def create_key() -> Any:
 @bp.delete("/<int:key_id>")
 @login_required("admin")
 def revoke_key(key_id: int) -> Any:
-    try:
-        row = apikeys.revoke(str(key_id))
-    except apikeys.ApiKeyError as exc:
-        return error(404, str(exc))
+    row = apikeys.revoke(str(key_id))  # UnknownKey: 404
     audit.record(actor(), "apikey.revoke", f"apikey:{row.id}", name=row.name, prefix=row.prefix)
     db.session.commit()
     return jsonify(api_key=key_dict(row))

@@ -18,10 +18,12 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, session
+from flask import Blueprint, current_app, g, jsonify, request, session
 
 from app import resources
 from app.controllers import csrf
+from app.controllers import errors as http_errors
+from app.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from app.extensions import db
 from app.safety.signin import Attempt, SignInGate
 from app.services import users
@@ -29,13 +31,9 @@ from app.store import User
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 csrf.protect(bp)
+http_errors.install_staff(bp)  # errors are {"error": message}, as on every /api endpoint
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
-    """The JSON error shape of every /api endpoint: {"error": message, ...}."""
-    return jsonify(error=message, **extra), status
 
 
 def _session_user() -> User | None:
@@ -76,13 +74,12 @@ def _checked(username: str, password: str) -> User | Attempt | None:
     return user
 
 
-def _too_many_failures(attempt: Attempt) -> tuple[Response, int]:
+def _too_many_failures(attempt: Attempt) -> TooManyRequests:
     wait = attempt.retry_after
-    resp, status = error(
-        429, f"too many failed sign-ins for this username from your address: retry in {wait} s"
+    return TooManyRequests(
+        f"too many failed sign-ins for this username from your address: retry in {wait} s",
+        headers={"Retry-After": str(wait)},
     )
-    resp.headers["Retry-After"] = str(wait)
-    return resp, status
 
 
 def user_dict(user: User) -> dict[str, Any]:
@@ -98,14 +95,14 @@ def login_required(role: str = "staff") -> Callable[[F], F]:
             via_basic = request.authorization is not None
             user = _basic_user() if via_basic else _session_user()
             if isinstance(user, Attempt):
-                return _too_many_failures(user)
+                raise _too_many_failures(user)
             if user is None:
                 message = "wrong username or password" if via_basic else "login required"
-                return error(401, message)
+                raise Unauthorized(message)
             if role == "admin" and user.role != "admin":
-                return error(403, "this needs an admin account")
+                raise Forbidden("this needs an admin account")
             if not via_basic and request.method in csrf.UNSAFE and not _token_sent():
-                return error(403, "missing or wrong X-CSRF-Token header")
+                raise Forbidden("missing or wrong X-CSRF-Token header")
             g.user = user
             return view(*args, **kwargs)
 
@@ -129,18 +126,18 @@ def actor() -> str:
 def login() -> Any:
     data = request.get_json(silent=True) if request.is_json else request.form
     if not isinstance(data, dict) and not hasattr(data, "get"):
-        return error(400, "send a JSON object with username and password")
+        raise BadRequest("send a JSON object with username and password")
     username, password = data.get("username"), data.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username:
-        return error(400, "username and password are required")
+        raise BadRequest("username and password are required")
     if not request.is_json and not csrf.proven_same_origin():
         # A form is what another site's page can post here (login CSRF); JSON is not.
-        return csrf.refused("sign in with a JSON body, as the admin page does")
+        raise csrf.refused("sign in with a JSON body, as the admin page does")
     user = _checked(username, password)
     if isinstance(user, Attempt):
-        return _too_many_failures(user)
+        raise _too_many_failures(user)
     if user is None:
-        return error(401, "wrong username or password")
+        raise Unauthorized("wrong username or password")
     session.clear()
     session["uid"], session["ep"] = user.id, user.session_epoch
     session["csrf"] = secrets.token_urlsafe(24)
@@ -155,7 +152,7 @@ def logout() -> Any:
     user = _session_user()
     if user is not None:
         if not _token_sent():
-            return error(403, "missing or wrong X-CSRF-Token header")
+            raise Forbidden("missing or wrong X-CSRF-Token header")
         users.end_sessions(user.id)
     session.clear()
     return jsonify(ok=True)

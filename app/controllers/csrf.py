@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, request
+
+from app.errors import Forbidden
 
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -69,16 +71,18 @@ def proven_same_origin() -> bool:
     return bool(origin) and _ours(origin)
 
 
-def refused(reason: str) -> tuple[Response, int]:
-    return jsonify(error=f"cross-site request refused: {reason}"), 403
+def refused(reason: str) -> Forbidden:
+    """The 403 to raise (rendered by the blueprint's error handlers, app/controllers/errors.py)."""
+    return Forbidden(f"cross-site request refused: {reason}")
 
 
 def protect(bp: Blueprint) -> None:
     """Refuses the blueprint's state-changing requests that another site's page sent."""
 
     @bp.before_request
-    def _same_origin_only() -> tuple[Response, int] | None:
+    def _same_origin_only() -> None:
         if request.method not in UNSAFE:
-            return None
+            return
         reason = cross_site_reason()
-        return refused(reason) if reason else None
+        if reason:
+            raise refused(reason)

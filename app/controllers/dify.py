@@ -1,27 +1,27 @@
 """POST /dify/retrieval: Dify's External Knowledge API (endpoint setting: PUBLIC_BASE_URL/dify).
 
-Errors follow Dify's documented convention, {"error_code", "error_msg"}: 1001 malformed
-Authorization header and 1002 unknown key, both 403 (Dify's registration treats 403 as
-"authorization failed", so a wrong key is caught when the API is added), 2001 unknown
-knowledge_id (404). Dify's registration probe posts no body: with a valid key that gets
-400, which Dify accepts.
+Errors follow Dify's documented convention, {"error_code", "error_msg"} (rendered by
+app/controllers/errors.py): 1001 malformed Authorization header and 1002 unknown key, both
+403 (Dify's registration treats 403 as "authorization failed", so a wrong key is caught
+when the API is added), 2001 unknown knowledge_id (404); any other error's code is its
+HTTP status. Dify's registration probe posts no body: with a valid key that gets 400,
+which Dify accepts.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
-from werkzeug.exceptions import HTTPException
 
+from app.controllers import errors as http_errors
 from app.controllers.api_auth import check_bearer
-from app.knowledge.store import KnowledgeStoreError
+from app.errors import BadRequest, Forbidden
 from app.services import dify_retrieval
 
 bp = Blueprint("dify", __name__, url_prefix="/dify")
-log = logging.getLogger(__name__)
+http_errors.install_dify(bp)
 
 
 class _Condition(Schema):
@@ -56,55 +56,39 @@ class RetrievalRequest(Schema):
     metadata_condition = fields.Nested(_MetadataCondition, load_default=None, allow_none=True)
 
 
-def _error(status: int, code: int, message: str) -> tuple[Response, int]:
-    return jsonify(error_code=code, error_msg=message), status
-
-
 @bp.before_request
-def _authenticate() -> tuple[Response, int] | None:
+def _authenticate() -> None:
     request.max_content_length = current_app.extensions["settings"].api_max_body_bytes
     failure = check_bearer()
     if failure is None:
-        return None
+        return
     if failure.reason == "invalid":
-        return _error(403, 1002, "Authorization failed: " + failure.message)
-    return _error(
-        403, 1001, "Invalid Authorization header format. Expected 'Bearer <api-key>' format."
+        raise Forbidden("Authorization failed: " + failure.message, code="invalid_api_key")
+    raise Forbidden(
+        "Invalid Authorization header format. Expected 'Bearer <api-key>' format.",
+        code=f"{failure.reason}_api_key",
     )
 
 
-@bp.errorhandler(HTTPException)
-def _http(exc: HTTPException) -> tuple[Response, int]:
-    return _error(exc.code or 400, exc.code or 400, exc.description or exc.name)
-
-
 @bp.post("/retrieval")
-def retrieval() -> tuple[Response, int] | Response:
+def retrieval() -> Response:
     if not request.get_data(cache=True):
-        return _error(400, 400, "empty request body: send the retrieval request as JSON")
+        raise BadRequest("empty request body: send the retrieval request as JSON")
     payload: Any = request.get_json(silent=True)
     if not isinstance(payload, dict):
-        return _error(400, 400, "the request body must be a JSON object")
+        raise BadRequest("the request body must be a JSON object")
     try:
         req = RetrievalRequest().load(payload)
-        dify_retrieval.check_condition(req["metadata_condition"])
     except ValidationError as exc:
-        return _error(400, 400, f"invalid request: {exc.messages}")
-    except dify_retrieval.BadCondition as exc:
-        return _error(400, 400, str(exc))
+        raise BadRequest(f"invalid request: {exc.messages}") from None
+    dify_retrieval.check_condition(req["metadata_condition"])  # BadCondition: 400
     setting = req["retrieval_setting"]
-    try:
-        records = dify_retrieval.retrieve(
-            current_app.extensions["settings"],
-            req["knowledge_id"],
-            req["query"],
-            setting["top_k"],
-            setting["score_threshold"],
-            req["metadata_condition"],
-        )
-    except dify_retrieval.KnowledgeNotFound:
-        return _error(404, 2001, f"The knowledge does not exist: {req['knowledge_id']!r}")
-    except KnowledgeStoreError as exc:
-        log.error("retrieval failed: %s", exc)
-        return _error(503, 503, f"the knowledge base is unavailable: {exc.client_message()}")
+    records = dify_retrieval.retrieve(  # KnowledgeNotFound: 404, error_code 2001
+        current_app.extensions["settings"],
+        req["knowledge_id"],
+        req["query"],
+        setting["top_k"],
+        setting["score_threshold"],
+        req["metadata_condition"],
+    )
     return jsonify(records=records)

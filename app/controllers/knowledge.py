@@ -1,8 +1,9 @@
 """/api/knowledge: documents (upload, list, replace, delete), hit testing, reindex, audit.
 
 Controllers parse and authenticate, then call app.services.knowledge / reindex. Every error
-is JSON {"error": "..."} with a 4xx: a file that cannot be accepted is 422 (413 over the
-size limit, 415 an unsupported type), and nothing reaches the index.
+is JSON {"error": "..."} (app/controllers/errors.py, the staff console's format), its status
+carried by the exception: a file that cannot be accepted is 422 (413 over the size limit,
+415 an unsupported type), and nothing reaches the index.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import time
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import resources
 from app.controllers import csrf
-from app.controllers.auth import actor, error, login_required
+from app.controllers import errors as http_errors
+from app.controllers.auth import actor, login_required
+from app.errors import BadRequest, Unavailable
 from app.knowledge.sources import BadFile
-from app.knowledge.store import SEARCH_MODES, KnowledgeStoreError
-from app.knowledge.validation import UnsupportedFormat
+from app.knowledge.store import SEARCH_MODES
+from app.knowledge.validation import FileTooLarge
 from app.services import audit
 from app.services import knowledge as kb
 from app.services import reindex as reindex_service
@@ -27,6 +30,7 @@ from app.settings import Settings
 
 bp = Blueprint("knowledge", __name__, url_prefix="/api/knowledge")
 csrf.protect(bp)  # the admin pages' cookie works here too
+http_errors.install_staff(bp)
 log = logging.getLogger(__name__)
 
 MAX_TOP_K = 50
@@ -45,8 +49,18 @@ def _enqueue(version_id: int) -> None:
 
 
 def _upload() -> tuple[bytes, str, str | None]:
-    """(bytes, filename, category) of a multipart upload; raises BadFile or 413."""
-    settings = _settings()
+    """(bytes, filename, category) of a multipart upload; raises BadFile (FileTooLarge
+    over the limit)."""
+    try:
+        return _read_upload(_settings())
+    except RequestEntityTooLarge:
+        limit = _settings().kb_max_upload_bytes
+        raise FileTooLarge(
+            f"the upload is over the limit of {limit} bytes (KB_MAX_UPLOAD_BYTES)"
+        ) from None
+
+
+def _read_upload(settings: Settings) -> tuple[bytes, str, str | None]:
     # Room for the multipart framing; the file itself is checked against the limit below.
     allowed = settings.kb_max_upload_bytes + 64 * 1024
     length = request.content_length or 0
@@ -66,42 +80,17 @@ def _upload() -> tuple[bytes, str, str | None]:
     return data, file.filename, category
 
 
-def _bad_file(exc: BadFile) -> Any:
-    if isinstance(exc, UnsupportedFormat):
-        return error(415, str(exc))
-    if "KB_MAX_UPLOAD_BYTES" in str(exc):
-        return error(413, str(exc))
-    return error(422, str(exc))
-
-
-@bp.errorhandler(RequestEntityTooLarge)
-def _too_large(_exc: RequestEntityTooLarge) -> Any:
-    limit = _settings().kb_max_upload_bytes
-    return error(413, f"the upload is over the limit of {limit} bytes (KB_MAX_UPLOAD_BYTES)")
-
-
-@bp.errorhandler(Exception)
-def _unexpected(exc: Exception) -> Any:
-    """JSON for every failure: HTTP errors keep their code; anything else (Milvus or the
-    database down mid-request) is a 503, never an HTML 500. The exception goes to the log
-    only: its text can quote SQL statements and their parameters."""
-    if isinstance(exc, HTTPException):
-        return error(exc.code or 500, exc.description or exc.name)
-    log.exception("knowledge API request failed")
-    return error(503, "the knowledge service is unavailable; retry later")
-
-
-def _store_failed(exc: KnowledgeStoreError) -> Any:
-    log.error("knowledge store failed: %s", exc)
-    return error(503, f"the knowledge store failed: {exc.client_message()}")
-
-
 def _queued(version_id: int, doc_id: str) -> Any:
     try:
         _enqueue(version_id)
     except Exception as exc:  # noqa: BLE001 - broker down: say so, keep the upload
-        kb.mark_failed(doc_id, f"could not queue indexing: {exc}")
-        return error(503, "the upload is stored but indexing could not be queued; retry later")
+        # The broker's words (its address, its driver's error) are for the log only: the
+        # document's error is shown on the admin page.
+        log.error("could not queue indexing of %s: %s", doc_id, exc)
+        kb.mark_failed(doc_id, "could not queue indexing: the task queue is unavailable")
+        raise Unavailable(
+            "the upload is stored but indexing could not be queued; retry later"
+        ) from exc
     return jsonify(document=kb.document_dict(kb.get_document(doc_id))), 202
 
 
@@ -110,7 +99,7 @@ def _queued(version_id: int, doc_id: str) -> Any:
 def list_documents() -> Any:
     status = request.args.get("status") or None
     if status is not None and status not in _STATUSES:
-        return error(400, f"status must be one of {', '.join(sorted(_STATUSES))}")
+        raise BadRequest(f"status must be one of {', '.join(sorted(_STATUSES))}")
     docs = kb.list_documents(
         status=status, category=request.args.get("category") or None, query=request.args.get("q")
     )
@@ -120,26 +109,17 @@ def list_documents() -> Any:
 @bp.post("/documents")
 @login_required()
 def upload_document() -> Any:
-    try:
-        data, filename, category = _upload()
-        version = kb.add_document(
-            data, filename, actor=actor(), settings=_settings(), category=category or ""
-        )
-    except BadFile as exc:
-        return _bad_file(exc)
-    except kb.Conflict as exc:
-        return error(409, str(exc), document_id=exc.doc_id)
+    data, filename, category = _upload()
+    version = kb.add_document(
+        data, filename, actor=actor(), settings=_settings(), category=category or ""
+    )
     return _queued(version.id, version.document_id)
 
 
 @bp.get("/documents/<path:doc_id>")
 @login_required()
 def get_document(doc_id: str) -> Any:
-    try:
-        doc = kb.get_document(doc_id)
-    except kb.NotFound as exc:
-        return error(404, str(exc))
-    body = kb.document_dict(doc)
+    body = kb.document_dict(kb.get_document(doc_id))
     body["versions"] = [kb.version_dict(v) for v in kb.versions_of(doc_id)]
     return jsonify(document=body)
 
@@ -147,15 +127,10 @@ def get_document(doc_id: str) -> Any:
 @bp.put("/documents/<path:doc_id>")
 @login_required()
 def replace_document(doc_id: str) -> Any:
-    try:
-        data, filename, category = _upload()
-        version = kb.replace_document(
-            doc_id, data, filename, actor=actor(), settings=_settings(), category=category
-        )
-    except kb.NotFound as exc:
-        return error(404, str(exc))
-    except BadFile as exc:
-        return _bad_file(exc)
+    data, filename, category = _upload()
+    version = kb.replace_document(
+        doc_id, data, filename, actor=actor(), settings=_settings(), category=category
+    )
     return _queued(version.id, doc_id)
 
 
@@ -163,14 +138,9 @@ def replace_document(doc_id: str) -> Any:
 @login_required()
 def delete_document(doc_id: str) -> Any:
     settings = _settings()
-    try:
-        removed = kb.delete_document(
-            doc_id, actor=actor(), store=resources.knowledge_store(settings), settings=settings
-        )
-    except kb.NotFound as exc:
-        return error(404, str(exc))
-    except KnowledgeStoreError as exc:
-        return _store_failed(exc)
+    removed = kb.delete_document(
+        doc_id, actor=actor(), store=resources.knowledge_store(settings), settings=settings
+    )
     return jsonify(deleted=doc_id, chunks_removed=removed)
 
 
@@ -183,25 +153,25 @@ def categories() -> Any:
 def _search_params(body: dict[str, Any]) -> dict[str, Any]:
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
-        raise ValueError("query must be a non-empty string")
+        raise BadRequest("query must be a non-empty string")
     if len(query) > MAX_QUERY:
-        raise ValueError(f"query is longer than {MAX_QUERY} characters")
+        raise BadRequest(f"query is longer than {MAX_QUERY} characters")
     top_k = body.get("top_k", 5)
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
-        raise ValueError(f"top_k must be an integer from 1 to {MAX_TOP_K}")
+        raise BadRequest(f"top_k must be an integer from 1 to {MAX_TOP_K}")
     mode = body.get("mode", "hybrid")
     if mode not in SEARCH_MODES:
-        raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}")
+        raise BadRequest(f"mode must be one of {', '.join(SEARCH_MODES)}")
     threshold = body.get("score_threshold")
     if threshold is not None and (
         isinstance(threshold, bool) or not isinstance(threshold, int | float)
     ):
-        raise ValueError("score_threshold must be a number")
+        raise BadRequest("score_threshold must be a number")
     params: dict[str, Any] = {"top_k": top_k, "mode": mode, "score_threshold": threshold}
     for key, name in (("category", "category"), ("document_id", "doc_id")):
         value = body.get(key)
         if value is not None and not isinstance(value, str):
-            raise ValueError(f"{key} must be a string")
+            raise BadRequest(f"{key} must be a string")
         params[name] = value or None
     return {"query": query.strip(), **params}
 
@@ -211,16 +181,10 @@ def _search_params(body: dict[str, Any]) -> dict[str, Any]:
 def search() -> Any:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return error(400, "send a JSON object with at least a query")
-    try:
-        params = _search_params(body)
-    except ValueError as exc:
-        return error(400, str(exc))
+        raise BadRequest("send a JSON object with at least a query")
+    params = _search_params(body)
     started = time.perf_counter()
-    try:
-        hits = kb.search(resources.knowledge_store(_settings()), **params)
-    except KnowledgeStoreError as exc:
-        return _store_failed(exc)
+    hits = kb.search(resources.knowledge_store(_settings()), **params)
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     return jsonify(
         query=params["query"],
@@ -245,7 +209,7 @@ def start_reindex() -> Any:
     body = request.get_json(silent=True) or {}
     full = body.get("full", False) if isinstance(body, dict) else False
     if not isinstance(full, bool):
-        return error(400, "full must be true or false")
+        raise BadRequest("full must be true or false")
     reindex_knowledge.delay(full=full, trigger="api", actor=actor())
     return jsonify(queued=True, full=full), 202
 
@@ -256,6 +220,6 @@ def audit_log() -> Any:
     try:
         limit = min(max(int(request.args.get("limit", 100)), 1), 1000)
     except ValueError:
-        return error(400, "limit must be an integer")
+        raise BadRequest("limit must be an integer") from None
     entries = audit.recent(limit, target=request.args.get("target") or None)
     return jsonify(entries=[audit.entry_dict(e) for e in entries])

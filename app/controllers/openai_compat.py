@@ -18,23 +18,23 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
-from werkzeug.exceptions import HTTPException
 
+from app.controllers import errors as http_errors
 from app.controllers.api_auth import check_bearer
+from app.errors import BadRequest, NotFound, Unauthorized
 from app.services import llm_jobs
 from app.settings import Settings
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
+# OpenAI's error object, {"error": {"message", "type", "param", "code"}}: a model that
+# failed or is busy (JobError) is a server_error with its status (502, 503).
+http_errors.install_openai(bp)
 RAG_SUFFIX = "-rag"
 MAX_COMPLETION_TOKENS = 4096
 
 
 def _settings() -> Settings:
     return current_app.extensions["settings"]
-
-
-def _error(status: int, message: str, kind: str, code: str | None = None) -> tuple[Response, int]:
-    return jsonify(error={"message": message, "type": kind, "param": None, "code": code}), status
 
 
 class _Message(Schema):
@@ -110,17 +110,11 @@ def _text_content(content: Any) -> str:
 
 
 @bp.before_request
-def _authenticate() -> tuple[Response, int] | None:
+def _authenticate() -> None:
     request.max_content_length = _settings().api_max_body_bytes
     failure = check_bearer()
-    if failure is None:
-        return None
-    return _error(401, failure.message, "invalid_request_error", "invalid_api_key")
-
-
-@bp.errorhandler(HTTPException)
-def _http(exc: HTTPException) -> tuple[Response, int]:
-    return _error(exc.code or 400, exc.description or exc.name, "invalid_request_error")
+    if failure is not None:
+        raise Unauthorized(failure.message, code="invalid_api_key")
 
 
 def _model_ids(settings: Settings) -> list[str]:
@@ -144,7 +138,7 @@ def chat_completions() -> Any:
     settings = _settings()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return _error(400, "the body must be a JSON object", "invalid_request_error")
+        raise BadRequest("the body must be a JSON object")
     try:
         req = ChatRequest().load(body)
         messages = [
@@ -155,14 +149,12 @@ def chat_completions() -> Any:
             for m in req["messages"]
         ]
     except ValidationError as exc:
-        return _error(400, f"invalid request: {exc.messages}", "invalid_request_error")
+        raise BadRequest(f"invalid request: {exc.messages}") from None
     model = req["model"]
     if model not in _model_ids(settings):
-        return _error(
-            404,
+        raise NotFound(
             f"model {model!r} does not exist; available: {', '.join(_model_ids(settings))}",
-            "invalid_request_error",
-            "model_not_found",
+            code="model_not_found",
         )
     max_tokens = req["max_completion_tokens"] or req["max_tokens"] or settings.llm_max_tokens
     stop = req["stop"]
@@ -181,23 +173,14 @@ def chat_completions() -> Any:
     if req["stream"]:
         include_usage = bool((req["stream_options"] or {}).get("include_usage"))
         events = llm_jobs.stream(settings, "chat", payload)
-        try:  # wait for the first event, so a busy or failed model is a proper HTTP error
-            first = next(events)
-        except llm_jobs.JobError as exc:
-            return _error(exc.status, exc.message, "server_error")
+        # Wait for the first event, so a busy or failed model is a proper HTTP error.
+        first = next(events)
         return Response(
             stream_with_context(_sse(first, events, completion_id, model, include_usage)),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    try:
-        done = llm_jobs.collect(settings, "chat", payload)
-    except llm_jobs.JobError as exc:
-        return _error(
-            exc.status,
-            exc.message,
-            "server_error" if exc.status >= 500 else "invalid_request_error",
-        )
+    done = llm_jobs.collect(settings, "chat", payload)
     message: dict[str, Any] = {"role": "assistant", "content": done["content"]}
     if done["reasoning"]:
         message["reasoning_content"] = done["reasoning"]

@@ -14,19 +14,19 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import Schema, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from app.controllers import errors as http_errors
 from app.controllers import tool_schemas as s
 from app.controllers.api_auth import check_bearer
-from app.knowledge.store import KnowledgeStoreError
-from app.ocr import ImageRejected
+from app.errors import BadRequest, Unauthorized
 from app.services import tools
-from app.services.fetch import FetchRefused
-from app.services.llm_jobs import JobError
 from app.settings import Settings
 
 bp = Blueprint("tools", __name__, url_prefix="/tools")
+# Errors in the Error schema of /openapi.json: {"error": code, "message": ...}. Bad images
+# and refused URLs (400 bad_image), the model (503 model_unavailable, 502 model_error), the
+# knowledge base and the database (503) carry their status and code.
+http_errors.install_tools(bp)
 log = logging.getLogger(__name__)
 
 
@@ -51,12 +51,8 @@ def _settings() -> Settings:
     return current_app.extensions["settings"]
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
-    return jsonify(error=code, message=message, **extra), status
-
-
 @bp.before_request
-def _authenticate() -> tuple[Response, int] | None:
+def _authenticate() -> None:
     settings = _settings()
     upload = request.path.endswith("/ocr/upload")
     request.max_content_length = (
@@ -64,17 +60,17 @@ def _authenticate() -> tuple[Response, int] | None:
     )
     failure = check_bearer()
     if failure is not None:
-        resp, status = _error(401, f"{failure.reason}_api_key", failure.message)
-        resp.headers["WWW-Authenticate"] = 'Bearer realm="wxcs"'
-        return resp, status
-    return None
+        raise Unauthorized(
+            failure.message,
+            code=f"{failure.reason}_api_key",
+            headers={"WWW-Authenticate": 'Bearer realm="wxcs"'},
+        )
 
 
 @bp.errorhandler(ValidationError)
-def _invalid(exc: ValidationError) -> tuple[Response, int]:
-    return _error(
-        400, "invalid_request", _flatten(exc.messages), fields=_field_messages(exc.messages)
-    )
+def _invalid(exc: ValidationError) -> Response:
+    error = BadRequest(_flatten(exc.messages), fields=_field_messages(exc.messages))
+    return http_errors.respond(error, http_errors.tool)
 
 
 def _field_messages(messages: Any) -> dict[str, list[str]]:
@@ -86,45 +82,6 @@ def _field_messages(messages: Any) -> dict[str, list[str]]:
         str(name): [_flatten(m) for m in value] if isinstance(value, list) else [_flatten(value)]
         for name, value in messages.items()
     }
-
-
-@bp.errorhandler(ImageRejected)
-@bp.errorhandler(FetchRefused)
-def _bad_image(exc: ValueError) -> tuple[Response, int]:
-    return _error(400, "bad_image", str(exc))
-
-
-@bp.errorhandler(RequestEntityTooLarge)
-def _too_large(_exc: RequestEntityTooLarge) -> tuple[Response, int]:
-    return _error(413, "too_large", f"the request body is over {request.max_content_length} bytes")
-
-
-@bp.errorhandler(JobError)
-def _job_failed(exc: JobError) -> tuple[Response, int]:
-    return _error(
-        exc.status, "model_unavailable" if exc.status == 503 else "model_error", exc.message
-    )
-
-
-@bp.errorhandler(KnowledgeStoreError)
-def _store_down(exc: KnowledgeStoreError) -> tuple[Response, int]:
-    log.error("knowledge store failed: %s", exc)
-    message = f"the knowledge base is unavailable: {exc.client_message()}"
-    return _error(503, "knowledge_unavailable", message)
-
-
-@bp.errorhandler(SQLAlchemyError)
-def _database_down(exc: SQLAlchemyError) -> tuple[Response, int]:
-    # The statement and the driver's words are for the log, not for the caller.
-    log.error("tool API database error on %s: %s", request.path, exc)
-    return _error(503, "database_unavailable", "the database is unavailable; retry later")
-
-
-@bp.errorhandler(HTTPException)
-def _http(exc: HTTPException) -> tuple[Response, int]:
-    return _error(
-        exc.code or 400, (exc.name or "error").lower().replace(" ", "_"), exc.description or ""
-    )
 
 
 def _flatten(messages: Any) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import filetype
 
+from app.errors import Unprocessable
+
 FAQ_SUFFIXES = frozenset({".csv", ".xlsx"})
 TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".html", ".htm"})
 ZIP_SUFFIXES = frozenset({".docx", ".xlsx"})
@@ -51,12 +53,22 @@ UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _MACHO_MAGIC = (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe")
 
 
-class BadFile(ValueError):
-    """The file cannot be accepted; the message says why, naming the problem."""
+class BadFile(Unprocessable, ValueError):
+    """The file cannot be accepted; the message says why, naming the problem (422)."""
+
+    code = "bad_file"
 
 
 class UnsupportedFormat(BadFile):
-    """The file type is not one the knowledge base can read."""
+    """The file type is not one the knowledge base can read (415)."""
+
+    status, code = 415, "unsupported_format"
+
+
+class FileTooLarge(BadFile):
+    """The file is over KB_MAX_UPLOAD_BYTES (413)."""
+
+    status, code = 413, "too_large"
 
 
 @dataclass(frozen=True)
@@ -141,7 +153,7 @@ def check_upload(data: bytes, filename: str, limits: Limits | None = None) -> st
     if not data:
         raise BadFile(f"{filename} is empty (0 bytes)")
     if len(data) > limits.max_bytes:
-        raise BadFile(
+        raise FileTooLarge(
             f"{filename} is {_human(len(data))}, over the upload limit of "
             f"{_human(limits.max_bytes)} (KB_MAX_UPLOAD_BYTES)"
         )

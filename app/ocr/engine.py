@@ -14,14 +14,18 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from app.errors import BadRequest
+
 #: Formats a phone sends as pictures; anything else is refused before decoding.
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP"})
 #: Below this recognition confidence a line is more likely noise than text.
 MIN_CONFIDENCE = 0.5
 
 
-class ImageRejected(ValueError):
+class ImageRejected(BadRequest, ValueError):
     """The bytes are not an image we read (not an image, unknown format, too many pixels)."""
+
+    code = "bad_image"
 
     def __init__(self, reason: str, *, too_large: bool = False) -> None:
         super().__init__(reason)

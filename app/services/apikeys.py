@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from app.errors import BadRequest
 from app.extensions import db
 from app.store import ApiKey
 
@@ -31,8 +32,15 @@ _trusted: dict[str, tuple[int, float]] = {}
 _trusted_lock = threading.Lock()
 
 
-class ApiKeyError(ValueError):
-    """A request an admin can fix (unknown key, empty name); the message says how."""
+class ApiKeyError(BadRequest, ValueError):
+    """A request an admin can fix (an empty name, an ambiguous prefix); the message says
+    how (400)."""
+
+
+class UnknownKey(ApiKeyError):
+    """No key has this id or prefix (404)."""
+
+    status, code = 404, "not_found"
 
 
 def _digest(key: str) -> str:
@@ -63,7 +71,7 @@ def revoke(ident: str) -> ApiKey:
     )
     rows = list(db.session.scalars(query))
     if not rows:
-        raise ApiKeyError(f"no API key with id or prefix {ident!r} (see `flask apikey list`)")
+        raise UnknownKey(f"no API key with id or prefix {ident!r} (see `flask apikey list`)")
     if len(rows) > 1:
         raise ApiKeyError(f"{ident!r} matches {len(rows)} keys: revoke by id")
     row = rows[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from app import resources
+from app.errors import BadRequest, NotFound
 from app.knowledge.store import Hit
 from app.services.tools import passage
 from app.settings import Settings
@@ -22,12 +23,14 @@ MAX_TOP_K = 50
 WIDEN = 5
 
 
-class KnowledgeNotFound(LookupError):
-    pass
+class KnowledgeNotFound(NotFound, LookupError):
+    """No knowledge base of this id (Dify's error code 2001)."""
+
+    code = "knowledge_not_found"
 
 
-class BadCondition(ValueError):
-    pass
+class BadCondition(BadRequest, ValueError):
+    """A metadata condition this API cannot evaluate."""
 
 
 _FIELDS = {"category", "source", "section", "doc_id", "kind", "chunk_id"}
@@ -150,7 +153,7 @@ def retrieve(
     fetch = top_k * WIDEN if conditions else top_k
     hits = store.search(query, top_k=fetch, category=category, doc_id=doc_id)
     if not hits and (category or doc_id) and not _exists(store, category, doc_id):
-        raise KnowledgeNotFound(knowledge_id)
+        raise KnowledgeNotFound(f"The knowledge does not exist: {knowledge_id!r}")
     if conditions:
         any_mode = (condition or {}).get("logical_operator", "and") == "or"
         combine = any if any_mode else all

@@ -13,12 +13,16 @@ import requests
 from requests_hardened import Config, Manager
 from requests_hardened.ip_filter import InvalidIPAddress
 
+from app.errors import BadRequest
+
 TIMEOUT = (5, 15)
 MAX_REDIRECTS = 3
 
 
-class FetchRefused(ValueError):
+class FetchRefused(BadRequest, ValueError):
     """The URL may not or could not be fetched; the message is for the caller."""
+
+    code = "bad_image"
 
 
 def _manager(allow_loopback: bool) -> Manager:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import exists as sql_exists
 from sqlalchemy import func, select
 
+from app import errors
 from app.extensions import db
 from app.knowledge.chunking import Chunk, chunk_document
 from app.knowledge.ingest import DocumentReport, IngestReport, iter_files
@@ -43,15 +44,16 @@ MAX_CATEGORY = 64
 Progress = Callable[[int, str], None]
 
 
-class NotFound(LookupError):
-    """No such document."""
+class NotFound(errors.NotFound, LookupError):
+    """No such document (404)."""
 
 
-class Conflict(ValueError):
-    """A document with this name exists already (replace it instead)."""
+class Conflict(errors.Conflict, ValueError):
+    """A document with this name exists already: replace it instead (409, with the
+    document's id in the body)."""
 
     def __init__(self, message: str, doc_id: str) -> None:
-        super().__init__(message)
+        super().__init__(message, document_id=doc_id)
         self.doc_id = doc_id
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 
+from app.errors import ServiceError
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,12 @@ _KEY = "wxcs:llmjob:{}"
 _CANCEL = "wxcs:llmjob:{}:cancel"
 
 
-class JobError(RuntimeError):
+class JobError(ServiceError, RuntimeError):
     """The job could not run: `status` is the HTTP status the caller should answer."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        code = "model_unavailable" if status == 503 else "model_error"
+        super().__init__(message, status=status, code=code)
 
 
 _redis_clients: dict[str, redis.Redis] = {}
@@ -150,17 +150,17 @@ def run_queued_job(settings: Settings, job_id: str, kind: str, payload: dict[str
         JOBS[kind](settings, payload, emit)
     except Cancelled:
         log.info("llm job %s cancelled by its client", job_id)
-    except Exception as exc:
+    except Exception:
         log.exception("llm job %s failed", job_id)
-        client.xadd(
-            key,
-            {
-                "e": json.dumps(
-                    {"t": "error", "status": 502, "v": f"the model worker failed: {exc!r}"[:500]}
-                )
-            },
-        )
+        client.xadd(key, {"e": json.dumps(_failed(job_id))})
         client.expire(key, STREAM_TTL_S)
+
+
+def _failed(job_id: str) -> dict[str, Any]:
+    """The event of a job that raised: the caller is told which job, the log has why (the
+    exception can quote file paths and the engine's internals)."""
+    message = f"the model worker failed (job {job_id}; the worker's log has the error)"
+    return {"t": "error", "status": 502, "v": message}
 
 
 # --- in-process mode ----------------------------------------------------------------------
@@ -182,11 +182,10 @@ def _in_process(settings: Settings, kind: str, payload: dict[str, Any]) -> Itera
             JOBS[kind](settings, payload, emit)
         except Cancelled:
             pass
-        except Exception as exc:  # noqa: BLE001 - reported to the caller as an event
-            log.exception("in-process llm job failed")
-            events.put(
-                {"t": "error", "status": 502, "v": f"the model worker failed: {exc!r}"[:500]}
-            )
+        except Exception:  # noqa: BLE001 - reported to the caller as an event
+            job_id = uuid.uuid4().hex
+            log.exception("in-process llm job %s failed", job_id)
+            events.put(_failed(job_id))
 
     threading.Thread(target=run, name=f"llm-{kind}", daemon=True).start()
     try:
