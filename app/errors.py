@@ -98,3 +98,17 @@ class Unavailable(ServiceError):
     """A store or worker the request needs is down: retry later."""
 
     status, code = 503, "unavailable"
+
+
+def shown_text(exc: BaseException, fallback: str) -> str:
+    """What of ``exc`` may be stored where staff read it (a document's or a reindex run's
+    error, on the admin page): a ServiceError's message, or the client message of an error
+    that has one (the knowledge store's, which hides the driver's words); for anything else
+    ``fallback``, since its text can quote SQL, file paths or a driver's error. Log the
+    exception itself."""
+    if isinstance(exc, ServiceError):
+        return exc.message
+    client_message = getattr(exc, "client_message", None)
+    if callable(client_message):
+        return str(client_message())
+    return fallback

@@ -365,8 +365,10 @@ def index_version(version_id: int, store: KnowledgeStore, settings: Settings) ->
         try:
             write_chunks(store, doc_id, chunks, on_chunks)
         except Exception as exc:  # noqa: BLE001 - Milvus or the embedder failed
+            log.exception("indexing %s (version %s) failed", doc_id, version_id)
             db.session.rollback()
-            return _fail(db.session.get(DocumentVersion, version_id), f"indexing failed: {exc}")
+            why = errors.shown_text(exc, "an internal error (the worker's log has it)")
+            return _fail(db.session.get(DocumentVersion, version_id), f"indexing failed: {why}")
         now = datetime.now(UTC)
         for other in versions_of(doc_id):
             if other.id != version.id and other.status != "failed":

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from app.errors import shown_text
 from app.extensions import db
 from app.knowledge.sources import BadFile
 from app.knowledge.store import KnowledgeStore, KnowledgeStoreError
@@ -261,7 +262,8 @@ def _reindex_locked(
         except Exception:  # noqa: BLE001 - the next run drops it
             log.exception("could not drop %s", green.collection)
         run = db.session.get(ReindexRun, run.id)
-        return _finish(run, "failed", f"{type(exc).__name__}: {exc}")
+        # Shown on the admin page: the log above has the exception itself.
+        return _finish(run, "failed", shown_text(exc, "an internal error (the log has it)"))
 
 
 def run_dict(run: ReindexRun) -> dict[str, object]:

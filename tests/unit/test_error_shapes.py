@@ -181,3 +181,18 @@ def test_the_wire_formats() -> None:
         "param": None,
         "code": None,
     }
+
+
+def test_stored_errors_keep_only_what_may_be_shown() -> None:
+    from app.errors import shown_text
+    from app.knowledge.store import KnowledgeStoreError, StoreUnavailable
+    from app.knowledge.validation import BadFile
+
+    fallback = "an internal error"
+    assert shown_text(BadFile("a.pdf is damaged"), fallback) == "a.pdf is damaged"
+    assert shown_text(KnowledgeStoreError("3 chunks are still in Milvus"), fallback) == (
+        "3 chunks are still in Milvus"
+    )
+    down = StoreUnavailable(f"cannot open Milvus at http://10.0.0.5:19530: {SECRET}")
+    assert shown_text(down, fallback) == "Milvus cannot be reached; retry later"
+    assert shown_text(RuntimeError(SECRET), fallback) == fallback
