@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.settings import Settings
+from app.store.models import DocumentStatus, ReindexStatus
 
 kb = AppGroup("kb", help="Knowledge base: upload, list, delete, replace, search, reindex.")
 model = AppGroup("model", help="Chat model files.")
@@ -128,7 +129,7 @@ def kb_upload(files: tuple[Path, ...], category: str, replace: bool, as_user: st
             f"{outcome:>9}  {doc.chunk_count:>4} chunks  {doc.id}  (version {version.number})"
             + (f"  {doc.error}" if doc.error else "")
         )
-        failed += outcome != "indexed"
+        failed += outcome != DocumentStatus.INDEXED
     if failed:
         sys.exit(1)
 
@@ -151,7 +152,7 @@ def kb_replace(doc_id: str, file: Path, as_user: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     doc = knowledge.get_document(doc_id)
     click.echo(f"{outcome}: {doc_id} version {doc.version} serves, {doc.chunk_count} chunks")
-    if outcome != "indexed":
+    if outcome != DocumentStatus.INDEXED:
         raise click.ClickException(doc.error)
 
 
@@ -182,7 +183,9 @@ def kb_list(status: str | None) -> None:
 
     docs = knowledge.list_documents(status=status)
     for doc in docs:
-        state = doc.status if doc.status != "processing" else f"{doc.status} {doc.progress}%"
+        state = doc.status
+        if doc.status == DocumentStatus.PROCESSING:
+            state = f"{doc.status} {doc.progress}%"
         click.echo(
             f"{state:>15}  v{doc.version:<3} {doc.chunk_count:>5} chunks  {doc.category or '-':<8}"
             f"  {doc.id}" + (f"  ({doc.error})" if doc.error else "")
@@ -221,7 +224,7 @@ def _rebuild(store: Any, settings: Any, as_user: str | None) -> None:
 
     click.echo("the knowledge collection was built by an older version: rebuilding it")
     run = reindex(store, settings, full=True, actor=_actor(as_user), trigger="upgrade")
-    if run.status == "failed":
+    if run.status == ReindexStatus.FAILED:
         raise click.ClickException(f"rebuilding the knowledge collection failed: {run.error}")
     click.echo(f"rebuilt: {run.total} documents, {run.chunks} chunks in {run.collection}")
 
@@ -250,7 +253,7 @@ def kb_reindex(full: bool, as_user: str | None) -> None:
         f"{run.status}: {run.total} documents ({run.reused} reused, {run.rebuilt} rebuilt, "
         f"{run.failed} failed), {run.chunks} chunks in {run.collection}"
     )
-    if run.status == "failed":
+    if run.status == ReindexStatus.FAILED:
         raise click.ClickException(run.error)
 
 

@@ -27,6 +27,7 @@ from app.services import audit
 from app.services import knowledge as kb
 from app.services import reindex as reindex_service
 from app.settings import Settings
+from app.store import DocumentStatus
 
 bp = Blueprint("knowledge", __name__, url_prefix="/api/knowledge")
 csrf.protect(bp)  # the admin pages' cookie works here too
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 
 MAX_TOP_K = 50
 MAX_QUERY = 1000
-_STATUSES = {"queued", "processing", "indexed", "failed"}
+#: What ?status= filters documents by (superseded is for versions only).
+_STATUSES = frozenset(DocumentStatus) - {DocumentStatus.SUPERSEDED}
 
 
 def _settings() -> Settings:

@@ -23,10 +23,7 @@ from sqlalchemy import func, select
 from app import resources
 from app.extensions import db
 from app.settings import Settings
-from app.store import InboundMessage
-
-#: Statuses of questions the workers still owe an answer.
-UNANSWERED = ("received", "processing")
+from app.store import UNANSWERED, InboundMessage
 
 
 @dataclass(frozen=True)

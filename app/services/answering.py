@@ -29,7 +29,14 @@ from app.pipeline.answer import Answer
 from app.pipeline.privacy import mask_pii
 from app.services import claims, images
 from app.settings import Settings
-from app.store import InboundMessage, OutboundReply
+from app.store import (
+    UNANSWERED,
+    AnswerOutcome,
+    InboundMessage,
+    MessageStatus,
+    OutboundReply,
+    ReplyStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +70,7 @@ def earlier_pending(message_id: int) -> bool:
             InboundMessage.channel == msg.channel,
             InboundMessage.customer == msg.customer,
             InboundMessage.id < msg.id,
-            InboundMessage.status.in_(("received", "processing")),
+            InboundMessage.status.in_(UNANSWERED),
             InboundMessage.created_at > datetime.now(UTC) - ORDER_HORIZON,
         )
         .limit(1)
@@ -115,34 +122,34 @@ def _answer_claimed(
             replies = list(msg.replies)
         if msg.delivery == "passive":
             # No customer-service API (48001): a callback of this customer carries it.
-            msg.status = "ready"
+            msg.status = MessageStatus.READY
             db.session.commit()
-            ANSWERS.labels(outcome="ready").inc()
-            return "ready"
+            ANSWERS.labels(outcome=MessageStatus.READY).inc()
+            return MessageStatus.READY
         for reply in replies:
-            if reply.status == "sent":
+            if reply.status == ReplyStatus.SENT:
                 continue
             api.send_text(msg.customer, reply.content)
-            reply.status, reply.sent_at, reply.via = "sent", datetime.now(UTC), "custom"
+            reply.status, reply.sent_at, reply.via = ReplyStatus.SENT, datetime.now(UTC), "custom"
             db.session.commit()
-        msg.status = "answered"
+        msg.status = MessageStatus.ANSWERED
         db.session.commit()
-        ANSWERS.labels(outcome="answered").inc()
-        return "answered"
+        ANSWERS.labels(outcome=MessageStatus.ANSWERED).inc()
+        return MessageStatus.ANSWERED
     except WeChatAPIError as exc:
         db.session.rollback()
         if exc.retryable:
             if give_up_if_spent(msg, str(exc), settings, api):
-                return "failed"
+                return MessageStatus.FAILED
             _release(msg, str(exc))
             raise
         _fail(msg, str(exc), exc.errcode, exc.errmsg)
         log.error("message %s not deliverable: %s", message_id, exc)
-        return "failed"
+        return MessageStatus.FAILED
     except Exception as exc:
         db.session.rollback()
         if give_up_if_spent(msg, repr(exc), settings, api):
-            return "failed"
+            return MessageStatus.FAILED
         _release(msg, repr(exc))
         raise
 
@@ -164,7 +171,7 @@ class Composed:
 
 def _composed(answer: Answer, started: float) -> Composed:
     detail = dict(answer.detail)
-    if answer.sources and answer.outcome == "generated":
+    if answer.sources and answer.outcome == AnswerOutcome.GENERATED:
         detail.setdefault("sources", answer.sources)
     detail["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return Composed(answer.text, answer.sources, answer.outcome, detail)
@@ -186,7 +193,7 @@ def _compose_answer(
         found = images.image_question(msg, settings, api, ocr())
         if found.question is None:
             reply = found.reply or images.IMAGE_NO_TEXT
-            return Composed(reply, [], "replied", {"via": "no text in the picture"})
+            return Composed(reply, [], AnswerOutcome.REPLIED, {"via": "no text in the picture"})
         # Kept, so a retry after a failed send neither downloads nor reads it again.
         question = found.question
         msg.content = mask_pii(question)  # no phone, card or ID numbers at rest
@@ -213,14 +220,14 @@ def _compose_answer(
 
 
 def _fail(msg: InboundMessage, error: str, errcode: int | None, errmsg: str) -> None:
-    msg.status, msg.error = "failed", error[:2000]
-    msg.outcome = "failed"
+    msg.status, msg.error = MessageStatus.FAILED, error[:2000]
+    msg.outcome = AnswerOutcome.FAILED
     for reply in msg.replies:
-        if reply.status != "sent":
-            reply.status, reply.errcode, reply.errmsg = "failed", errcode, errmsg[:2000]
+        if reply.status != ReplyStatus.SENT:
+            reply.status, reply.errcode, reply.errmsg = ReplyStatus.FAILED, errcode, errmsg[:2000]
     db.session.commit()
-    ANSWERS.labels(outcome="failed").inc()
-    ANSWER_OUTCOMES.labels(outcome="failed", via="").inc()
+    ANSWERS.labels(outcome=MessageStatus.FAILED).inc()
+    ANSWER_OUTCOMES.labels(outcome=AnswerOutcome.FAILED, via="").inc()
 
 
 def give_up_if_spent(
@@ -250,14 +257,14 @@ def tell_failed(msg: InboundMessage, api: ChannelAPI) -> None:
     try:
         api.send_text(msg.customer, FAILED_TEXT)
     except Exception as exc:  # noqa: BLE001 - the message is failed either way
-        reply.status, reply.errmsg = "failed", str(exc)[:2000]
+        reply.status, reply.errmsg = ReplyStatus.FAILED, str(exc)[:2000]
         log.warning("message %s: the failure notice was not sent either: %s", msg.id, exc)
     else:
-        reply.status, reply.sent_at, reply.via = "sent", datetime.now(UTC), "custom"
+        reply.status, reply.sent_at, reply.via = ReplyStatus.SENT, datetime.now(UTC), "custom"
     db.session.commit()
 
 
 def _release(msg: InboundMessage, error: str) -> None:
     """Hands the message back for a retry (by Celery, or by the sweeper)."""
-    msg.status, msg.error, msg.claimed_at = "received", error[:2000], None
+    msg.status, msg.error, msg.claimed_at = MessageStatus.RECEIVED, error[:2000], None
     db.session.commit()

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select, update
 
 from app.extensions import db
-from app.store import InboundMessage
+from app.store import InboundMessage, MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,13 @@ def claim(message_id: int, lease_s: int) -> bool:
         .where(
             InboundMessage.id == message_id,
             or_(
-                InboundMessage.status == "received",
-                (InboundMessage.status == "processing")
+                InboundMessage.status == MessageStatus.RECEIVED,
+                (InboundMessage.status == MessageStatus.PROCESSING)
                 & (InboundMessage.claimed_at < now - timedelta(seconds=lease_s)),
             ),
         )
         .values(
-            status="processing",
+            status=MessageStatus.PROCESSING,
             claimed_at=now,
             claimed_by=holder(),
             attempts=InboundMessage.attempts + 1,
@@ -73,7 +73,8 @@ def keep_claim(message_id: int, lease_s: int) -> Iterator[None]:
                     conn.execute(
                         update(InboundMessage)
                         .where(
-                            InboundMessage.id == message_id, InboundMessage.status == "processing"
+                            InboundMessage.id == message_id,
+                            InboundMessage.status == MessageStatus.PROCESSING,
                         )
                         .values(claimed_at=datetime.now(UTC))
                     )
@@ -119,7 +120,7 @@ def release_dead(enqueue: Callable[[int], object]) -> list[int]:
     host = socket.gethostname()[:100]
     rows = db.session.execute(
         select(InboundMessage.id, InboundMessage.claimed_by).where(
-            InboundMessage.status == "processing",
+            InboundMessage.status == MessageStatus.PROCESSING,
             InboundMessage.claimed_by.like(f"{host}/%"),
         )
     ).all()
@@ -131,10 +132,10 @@ def release_dead(enqueue: Callable[[int], object]) -> list[int]:
             update(InboundMessage)
             .where(
                 InboundMessage.id == message_id,
-                InboundMessage.status == "processing",
+                InboundMessage.status == MessageStatus.PROCESSING,
                 InboundMessage.claimed_by == claimed_by,
             )
-            .values(status="received", claimed_at=None, claimed_by="")
+            .values(status=MessageStatus.RECEIVED, claimed_at=None, claimed_by="")
         )
         db.session.commit()
         if result.rowcount == 1:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.pipeline.privacy import mask_pii
-from app.store import InboundMessage, OutboundReply
+from app.store import InboundMessage, MessageStatus, OutboundReply, ReplyStatus
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class IncomingMessage:
 
 def record(
     msg: IncomingMessage,
-    status: str = "received",
+    status: str = MessageStatus.RECEIVED,
     *,
     delivery: str = "custom",
     answer: str | None = None,
@@ -57,23 +57,25 @@ def record(
         msg_type=msg.msg_type,
         content=mask_pii(msg.content),  # no phone, card or ID numbers at rest
         media_id=msg.media_id,
-        status="ready" if answer is not None else status,
+        status=MessageStatus.READY if answer is not None else status,
         delivery="passive" if answer is not None else delivery,
         outcome=outcome,
         outcome_detail=outcome_detail,
     )
     if answer is not None and answer_sent:
-        row.status, row.passive_reply = "answered", answer
+        row.status, row.passive_reply = MessageStatus.ANSWERED, answer
     db.session.add(row)
     try:
         db.session.flush()
         message_id = row.id
         if before_commit is not None:
             before_commit(row)
-        if answer is not None and row.status != "ignored":  # not turned away by admission
+        # Not turned away by admission:
+        if answer is not None and row.status != MessageStatus.IGNORED:
             reply = OutboundReply(inbound_id=message_id, seq=0, content=answer, sources=sources)
             if answer_sent:
-                reply.status, reply.via, reply.sent_at = "sent", "passive", datetime.now(UTC)
+                reply.status, reply.via = ReplyStatus.SENT, "passive"
+                reply.sent_at = datetime.now(UTC)
                 reply.carried_by = message_id
             db.session.add(reply)
         db.session.commit()

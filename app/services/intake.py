@@ -21,7 +21,7 @@ from app.services import admission, inbound, instant_faq
 from app.services.inbound import IncomingMessage
 from app.services.routing import Decision, route
 from app.settings import Settings
-from app.store import InboundMessage
+from app.store import AnswerOutcome, InboundMessage, MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,13 @@ MESSAGE_TYPES = frozenset(
 )
 EVENT_NAME = re.compile(r"[a-z0-9_]+")
 
-_STATUS = {"answer": "received", "reply": "answered", "handoff": "handoff"}
+_STATUS = {
+    "answer": MessageStatus.RECEIVED,
+    "reply": MessageStatus.ANSWERED,
+    "handoff": MessageStatus.HANDOFF,
+}
 #: What a message that needs no answer from the knowledge got (the stored outcome).
-_OUTCOME = {"reply": "replied", "handoff": "handed_off"}
+_OUTCOME = {"reply": AnswerOutcome.REPLIED, "handoff": AnswerOutcome.HANDED_OFF}
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ def take_in(
             "answer": found.text,
             "sources": found.sources,
             "answer_sent": True,
-            "outcome": "faq",
+            "outcome": AnswerOutcome.FAQ,
             "outcome_detail": json.dumps(found.detail, ensure_ascii=False),
         }
     taken = admit_and_record(incoming, decision, settings, **record)
@@ -169,7 +173,7 @@ def take_in(
     if taken.message_id is None or taken.refused:
         return taken
     if found is not None:
-        ANSWER_OUTCOMES.labels(outcome="faq", via=f"web:{found.detail['via']}").inc()
+        ANSWER_OUTCOMES.labels(outcome=AnswerOutcome.FAQ, via=f"web:{found.detail['via']}").inc()
         customer = f"{incoming.channel}:{incoming.customer}"
         instant_faq.remember(customer, decision.text, found.text, settings)
         return replace(taken, decision=Decision("reply", found.text))
@@ -183,7 +187,7 @@ def admit_and_record(
 ) -> Intake:
     """Stores the message once; a question is also judged by the rate limit and flood
     protection in the same transaction (``record``: extra arguments of inbound.record)."""
-    status = _STATUS.get(decision.action, "ignored")
+    status = _STATUS.get(decision.action, MessageStatus.IGNORED)
     if decision.action != "answer":
         if decision.action in _OUTCOME:
             record.setdefault("outcome", _OUTCOME[decision.action])
@@ -196,7 +200,7 @@ def admit_and_record(
         verdict = admission.admit(incoming.channel, incoming.customer, settings, busy=busy)
         verdicts.append(verdict)
         if not verdict.admitted:
-            row.status, row.error, row.passive_reply = "ignored", verdict.reason, ""
+            row.status, row.error, row.passive_reply = MessageStatus.IGNORED, verdict.reason, ""
             row.outcome, row.outcome_detail = verdict.kind, ""
 
     message_id = inbound.record(incoming, status=status, before_commit=admit, **record)

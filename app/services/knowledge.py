@@ -31,7 +31,7 @@ from app.knowledge.store import Hit, KnowledgeStore, KnowledgeStoreError
 from app.knowledge.validation import Limits, UnsupportedFormat, check_suffix
 from app.services import audit
 from app.settings import Settings
-from app.store import Document, DocumentVersion
+from app.store import Document, DocumentStatus, DocumentVersion
 from app.store.locks import named_lock
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,12 @@ def _new_version(doc: Document, data: bytes, filename: str, actor: str) -> Docum
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
         content=data,
-        status="queued",
+        status=DocumentStatus.QUEUED,
         created_by=actor,
     )
     db.session.add(version)
-    doc.status, doc.progress, doc.stage, doc.error = "queued", 0, "waiting for a worker", ""
+    doc.status, doc.progress, doc.stage = DocumentStatus.QUEUED, 0, "waiting for a worker"
+    doc.error = ""
     doc.updated_by = actor
     return version
 
@@ -251,7 +252,7 @@ def delete_document(doc_id: str, *, actor: str, store: KnowledgeStore, settings:
 def mark_failed(doc_id: str, message: str) -> None:
     """Record on the document that its newest version will not be indexed (and why)."""
     doc = get_document(doc_id)
-    doc.status, doc.error, doc.stage = "failed", message, "failed"
+    doc.status, doc.error, doc.stage = DocumentStatus.FAILED, message, "failed"
     db.session.commit()
 
 
@@ -267,13 +268,13 @@ def _set_progress(doc_id: str, status: str, progress: int, stage: str) -> None:
 
 def _fail(version: DocumentVersion, message: str) -> str:
     doc = db.session.get(Document, version.document_id)
-    version.status, version.error = "failed", message
+    version.status, version.error = DocumentStatus.FAILED, message
     if doc is not None:
         served = f"; version {doc.version} is still served" if doc.version else ""
-        doc.status, doc.error, doc.stage = "failed", message + served, "failed"
+        doc.status, doc.error, doc.stage = DocumentStatus.FAILED, message + served, "failed"
     db.session.commit()
     log.warning("indexing %s v%s failed: %s", version.document_id, version.number, message)
-    return "failed"
+    return DocumentStatus.FAILED
 
 
 def _superseded(version: DocumentVersion) -> bool:
@@ -329,18 +330,19 @@ def index_version(version_id: int, store: KnowledgeStore, settings: Settings) ->
     doc = db.session.get(Document, version.document_id) if version is not None else None
     if version is None or doc is None:
         return "gone"
-    if version.status in ("indexed", "superseded"):
+    if version.status in (DocumentStatus.INDEXED, DocumentStatus.SUPERSEDED):
         return version.status
     if _superseded(version):
-        version.status = "superseded"
+        version.status = DocumentStatus.SUPERSEDED
         db.session.commit()
-        return "superseded"
+        return DocumentStatus.SUPERSEDED
     doc_id = doc.id
-    version.status = "processing"
-    _set_progress(doc_id, "processing", 2, "reading the file")
+    processing = DocumentStatus.PROCESSING
+    version.status = processing
+    _set_progress(doc_id, processing, 2, "reading the file")
 
     def on_page(done: int, total: int) -> None:
-        _set_progress(doc_id, "processing", 2 + 38 * done // total, f"reading page {done}/{total}")
+        _set_progress(doc_id, processing, 2 + 38 * done // total, f"reading page {done}/{total}")
 
     try:
         parsed, chunks = parse_version(version, doc, settings, on_page)
@@ -350,7 +352,7 @@ def index_version(version_id: int, store: KnowledgeStore, settings: Settings) ->
         return _fail(version, f"{version.filename}: no text to index")
 
     def on_chunks(done: int, stage: str) -> None:
-        _set_progress(doc_id, "processing", 40 + 58 * done // len(chunks), stage)
+        _set_progress(doc_id, processing, 40 + 58 * done // len(chunks), stage)
 
     with named_lock(WRITE_LOCK, lock_dir(settings)):
         db.session.expire_all()
@@ -359,9 +361,9 @@ def index_version(version_id: int, store: KnowledgeStore, settings: Settings) ->
         if version is None or doc is None:
             return "gone"  # deleted while we parsed: write nothing
         if _superseded(version):
-            version.status = "superseded"
+            version.status = DocumentStatus.SUPERSEDED
             db.session.commit()
-            return "superseded"
+            return DocumentStatus.SUPERSEDED
         try:
             write_chunks(store, doc_id, chunks, on_chunks)
         except Exception as exc:  # noqa: BLE001 - Milvus or the embedder failed
@@ -371,16 +373,21 @@ def index_version(version_id: int, store: KnowledgeStore, settings: Settings) ->
             return _fail(db.session.get(DocumentVersion, version_id), f"indexing failed: {why}")
         now = datetime.now(UTC)
         for other in versions_of(doc_id):
-            if other.id != version.id and other.status != "failed":
-                other.status, other.content = "superseded", None
-        version.status, version.indexed_at, version.chunk_count = "indexed", now, len(chunks)
+            if other.id != version.id and other.status != DocumentStatus.FAILED:
+                other.status, other.content = DocumentStatus.SUPERSEDED, None
+        version.status, version.indexed_at = DocumentStatus.INDEXED, now
+        version.chunk_count = len(chunks)
         doc.version, doc.sha256, doc.chunk_count = version.number, version.sha256, len(chunks)
         doc.title, doc.kind = parsed.title[:512], parsed.kind
-        doc.status, doc.progress, doc.stage, doc.error = "indexed", 100, "indexed", ""
+        doc.status, doc.progress, doc.stage, doc.error = DocumentStatus.INDEXED, 100, "indexed", ""
         if parsed.warnings:
             doc.error = "; ".join(parsed.warnings)[:2000]
         db.session.commit()
-    return "indexed"
+    return DocumentStatus.INDEXED
+
+
+#: Waiting for indexing, or being indexed.
+_PENDING = (DocumentStatus.QUEUED, DocumentStatus.PROCESSING)
 
 
 def requeue_stalled(settings: Settings, enqueue: Callable[[int], None]) -> list[int]:
@@ -391,7 +398,11 @@ def requeue_stalled(settings: Settings, enqueue: Callable[[int], None]) -> list[
     indexing a version twice is harmless (index_version returns early)."""
     quiet = datetime.now(UTC) - timedelta(seconds=settings.kb_stalled_after_s)
     busy = db.session.scalar(
-        select(sql_exists().where(Document.status == "processing", Document.updated_at >= quiet))
+        select(
+            sql_exists().where(
+                Document.status == DocumentStatus.PROCESSING, Document.updated_at >= quiet
+            )
+        )
     )
     if busy:
         db.session.rollback()
@@ -400,8 +411,8 @@ def requeue_stalled(settings: Settings, enqueue: Callable[[int], None]) -> list[
         select(DocumentVersion.id, Document.id)
         .join(Document, Document.id == DocumentVersion.document_id)
         .where(
-            DocumentVersion.status.in_(("queued", "processing")),
-            Document.status.in_(("queued", "processing")),
+            DocumentVersion.status.in_(_PENDING),
+            Document.status.in_(_PENDING),
             Document.updated_at < quiet,
         )
         .order_by(DocumentVersion.id)
@@ -447,7 +458,7 @@ def ingest_folder(
         doc = db.session.get(Document, item.doc_id)
         if (
             doc is not None
-            and doc.status == "indexed"
+            and doc.status == DocumentStatus.INDEXED
             and doc.version > 0
             and doc.sha256 == item.sha256
             and indexed.get(item.doc_id) == item.sha256
@@ -479,9 +490,10 @@ def ingest_folder(
         doc = db.session.get(Document, item.doc_id)
         item.title, item.kind = doc.title, doc.kind
         item.chunks = doc.chunk_count
-        item.status = "indexed" if outcome == "indexed" else "failed"
-        item.message = doc.error if outcome != "indexed" else ""
-        item.warnings = [doc.error] if outcome == "indexed" and doc.error else []
+        indexed = outcome == DocumentStatus.INDEXED
+        item.status = "indexed" if indexed else "failed"  # the folder report's own statuses
+        item.message = doc.error if not indexed else ""
+        item.warnings = [doc.error] if indexed and doc.error else []
     if prune:
         gone = select(Document).where(Document.origin == "folder", Document.id.not_in(seen))
         for doc in list(db.session.scalars(gone)):

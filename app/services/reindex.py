@@ -33,7 +33,7 @@ from app.knowledge.store import KnowledgeStore, KnowledgeStoreError
 from app.services import audit
 from app.services.knowledge import WRITE_LOCK, lock_dir, parse_version
 from app.settings import Settings
-from app.store import Document, DocumentVersion, ReindexRun
+from app.store import Document, DocumentVersion, ReindexRun, ReindexStatus
 from app.store.locks import named_lock
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,8 @@ def reap_dead_runs(settings: Settings) -> int:
     """Marks ``abandoned`` every run still marked running whose process is gone, and
     returns how many. A live run holds the reindex lock; when the lock is free, every run
     marked running died (killed, crashed, its machine gone) before it could say so."""
-    if db.session.scalar(select(ReindexRun.id).where(ReindexRun.status == "running")) is None:
+    running = ReindexRun.status == ReindexStatus.RUNNING
+    if db.session.scalar(select(ReindexRun.id).where(running)) is None:
         db.session.rollback()
         return 0
     with named_lock(REINDEX_LOCK, lock_dir(settings), wait=False) as got:
@@ -161,10 +162,10 @@ def reap_dead_runs(settings: Settings) -> int:
             db.session.rollback()
             return 0
         db.session.expire_all()
-        dead = list(db.session.scalars(select(ReindexRun).where(ReindexRun.status == "running")))
+        dead = list(db.session.scalars(select(ReindexRun).where(running)))
         for run in dead:
             log.warning("reindex run %s was left running by a process that died", run.id)
-            _finish(run, "abandoned", DIED)
+            _finish(run, ReindexStatus.ABANDONED, DIED)
         return len(dead)
 
 
@@ -177,8 +178,9 @@ def _reindex_locked(
     progress: Progress | None,
 ) -> ReindexRun:
     # We hold the lock, so a run still marked running died with its process.
-    for dead in db.session.scalars(select(ReindexRun).where(ReindexRun.status == "running")):
-        _finish(dead, "abandoned", DIED)
+    running = ReindexRun.status == ReindexStatus.RUNNING
+    for dead in db.session.scalars(select(ReindexRun).where(running)):
+        _finish(dead, ReindexStatus.ABANDONED, DIED)
     serving = store.physical_name()
     for spare in store.builds():
         if spare != serving:
@@ -201,7 +203,7 @@ def _reindex_locked(
         run.chunks = store.count()
         if progress is not None:
             progress(len(docs), len(docs))
-        return _finish(run, "up_to_date")
+        return _finish(run, ReindexStatus.UP_TO_DATE)
 
     green = store.build_store()
     run.collection = green.collection
@@ -252,7 +254,7 @@ def _reindex_locked(
             db.session.commit()
         if previous and previous != store.collection and previous != green.collection:
             store.drop_physical(previous)
-        return _finish(run, "succeeded")
+        return _finish(run, ReindexStatus.SUCCEEDED)
     except Exception as exc:  # noqa: BLE001 - any failure leaves the old index serving
         db.session.rollback()
         log.exception("reindex failed; %s still serves", blue)
@@ -263,7 +265,8 @@ def _reindex_locked(
             log.exception("could not drop %s", green.collection)
         run = db.session.get(ReindexRun, run.id)
         # Shown on the admin page: the log above has the exception itself.
-        return _finish(run, "failed", shown_text(exc, "an internal error (the log has it)"))
+        why = shown_text(exc, "an internal error (the log has it)")
+        return _finish(run, ReindexStatus.FAILED, why)
 
 
 def run_dict(run: ReindexRun) -> dict[str, object]:

@@ -19,7 +19,7 @@ from app.channels import ChannelAPI
 from app.extensions import db
 from app.services import answering, queued
 from app.settings import Settings
-from app.store import InboundMessage
+from app.store import InboundMessage, MessageStatus
 
 
 def sweep(
@@ -43,7 +43,7 @@ def sweep(
             error = msg.error or "never finished"
             answering.give_up_if_spent(msg, error, settings, api(msg) if api else None)
             continue
-        if msg.status == "received" and held is not None and message_id in held:
+        if msg.status == MessageStatus.RECEIVED and held is not None and message_id in held:
             continue
         enqueue(message_id)
         requeued.append(message_id)
@@ -59,8 +59,10 @@ def stale_message_ids(settings: Settings, limit: int = 100) -> list[int]:
         select(InboundMessage.id)
         .where(
             or_(
-                (InboundMessage.status == "received") & (InboundMessage.updated_at < cutoff),
-                (InboundMessage.status == "processing") & (InboundMessage.claimed_at < lapsed),
+                (InboundMessage.status == MessageStatus.RECEIVED)
+                & (InboundMessage.updated_at < cutoff),
+                (InboundMessage.status == MessageStatus.PROCESSING)
+                & (InboundMessage.claimed_at < lapsed),
             )
         )
         .order_by(InboundMessage.id)

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from app.channels import ChannelAPI
 from app.extensions import db
 from app.settings import Settings
-from app.store import InboundMessage
+from app.store import InboundMessage, MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def notify_waiting(
     ids = db.session.scalars(
         select(InboundMessage.id)
         .where(
-            InboundMessage.status == "received",
+            InboundMessage.status == MessageStatus.RECEIVED,
             InboundMessage.delivery == "custom",
             InboundMessage.wait_notice_at.is_(None),
             InboundMessage.created_at < cutoff,

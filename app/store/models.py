@@ -1,8 +1,15 @@
-"""Tables of the service. Every customer message is a row before any work starts."""
+"""Tables of the service. Every customer message is a row before any work starts.
+
+Each kind of status is a ``StrEnum`` next to its table: a member equals the string stored
+(``MessageStatus.ANSWERED == "answered"``), so the database, the migrations, the API bodies
+and the metrics' labels read exactly as before, and values read back from the database
+(plain strings) compare equal to the members.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
@@ -23,6 +30,79 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class MessageStatus(StrEnum):
+    """``InboundMessage.status``: received -> processing -> answered | failed; a message
+    that needs no answer from the knowledge is stored answered (a fixed reply), handoff
+    (asked for a person) or ignored (admission turned it away). Passive delivery:
+    processing -> ready (the answer stored, waiting for a callback to carry it) ->
+    answered."""
+
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    READY = "ready"
+    ANSWERED = "answered"
+    FAILED = "failed"
+    IGNORED = "ignored"
+    HANDOFF = "handoff"
+
+
+#: Questions the workers still owe an answer.
+UNANSWERED = (MessageStatus.RECEIVED, MessageStatus.PROCESSING)
+
+
+class AnswerOutcome(StrEnum):
+    """``InboundMessage.outcome``: what the answer was ("" until answered). The answer
+    pipeline (app/pipeline/answer.py) writes the first three as plain strings, which
+    equal these members."""
+
+    FAQ = "faq"  # an FAQ entry's stored answer, verbatim
+    GENERATED = "generated"  # the model, checked
+    REFUSED = "refused"  # the hand-off reply: the knowledge does not cover it
+    REPLIED = "replied"  # a fixed reply (an event, a picture without text...)
+    HANDED_OFF = "handed_off"  # the customer asked for a person
+    FAILED = "failed"
+    RATE_LIMITED = "rate_limited"  # admission: the customer's rate limit
+    BUSY = "busy"  # admission: the backlog is full
+
+
+class ReplyStatus(StrEnum):
+    """``OutboundReply.status``: pending -> sent | failed."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class DocumentStatus(StrEnum):
+    """``Document.status`` (queued -> processing -> indexed | failed) and
+    ``DocumentVersion.status`` (the same, or superseded by a newer version)."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    INDEXED = "indexed"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"  # versions only
+
+
+class ReindexStatus(StrEnum):
+    """``ReindexRun.status``: running -> succeeded | up_to_date | failed | abandoned (its
+    process died)."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    UP_TO_DATE = "up_to_date"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+
+class HandoffStatus(StrEnum):
+    """``HandoffRequest.status``: open -> taken | closed (by the agents' tooling)."""
+
+    OPEN = "open"
+    TAKEN = "taken"
+    CLOSED = "closed"
+
+
 class InboundMessage(db.Model):
     """A customer message as WeChat delivered it.
 
@@ -40,9 +120,8 @@ class InboundMessage(db.Model):
     customer: Mapped[str] = mapped_column(String(128), index=True)
     msg_type: Mapped[str] = mapped_column(String(32))
     content: Mapped[str] = mapped_column(Text, default="")
-    # received -> processing -> answered | failed | ignored; passive delivery:
-    # processing -> ready (answer stored, waiting for a callback to carry it) -> answered
-    status: Mapped[str] = mapped_column(String(16), default="received", index=True)
+    #: MessageStatus
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.RECEIVED, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -65,8 +144,7 @@ class InboundMessage(db.Model):
     #: The passive reply text given to a try of this message, given again to a retry.
     passive_reply: Mapped[str] = mapped_column(Text, default="", server_default="")
     # --- outcome (migration 0008_answer_outcome) ---
-    #: What the answer was: faq (an entry's stored answer), generated, refused (the
-    #: hand-off reply), handed_off (asked for a person), failed; empty until answered.
+    #: What the answer was (AnswerOutcome); empty until answered.
     outcome: Mapped[str] = mapped_column(String(16), default="", server_default="", index=True)
     #: JSON: how it came about (the entry and its evidence, the check that refused and
     #: why, the sources, timings).
@@ -91,8 +169,8 @@ class OutboundReply(db.Model):
     seq: Mapped[int] = mapped_column(Integer, default=0)
     content: Mapped[str] = mapped_column(Text)
     sources: Mapped[str] = mapped_column(Text, default="")
-    # pending -> sent | failed
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    #: ReplyStatus
+    status: Mapped[str] = mapped_column(String(16), default=ReplyStatus.PENDING)
     errcode: Mapped[int | None] = mapped_column(Integer, nullable=True)
     errmsg: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -120,8 +198,8 @@ class Document(db.Model):
     kind: Mapped[str] = mapped_column(String(16), default="text")
     sha256: Mapped[str] = mapped_column(String(64), default="")
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
-    # queued -> processing -> indexed | failed
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    #: DocumentStatus (queued -> processing -> indexed | failed)
+    status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.QUEUED)
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
@@ -182,8 +260,8 @@ class DocumentVersion(db.Model):
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
     content: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    # queued -> processing -> indexed | failed | superseded
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    #: DocumentStatus (queued -> processing -> indexed | failed | superseded)
+    status: Mapped[str] = mapped_column(String(16), default=DocumentStatus.QUEUED)
     error: Mapped[str] = mapped_column(Text, default="")
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(64), default="")
@@ -228,8 +306,8 @@ class ReindexRun(db.Model):
     __tablename__ = "reindex_runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # running -> succeeded | up_to_date | failed | abandoned (its process died)
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    #: ReindexStatus
+    status: Mapped[str] = mapped_column(String(16), default=ReindexStatus.RUNNING)
     trigger: Mapped[str] = mapped_column(String(16), default="cli")
     actor: Mapped[str] = mapped_column(String(64), default="")
     full: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -274,8 +352,8 @@ class HandoffRequest(db.Model):
     conversation_id: Mapped[str] = mapped_column(String(128), default="")
     reason: Mapped[str] = mapped_column(Text, default="")
     summary: Mapped[str] = mapped_column(Text, default="")
-    # open -> taken | closed (by the agents' tooling)
-    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    #: HandoffStatus
+    status: Mapped[str] = mapped_column(String(16), default=HandoffStatus.OPEN, index=True)
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -20,6 +20,7 @@ from app.metrics import ANSWER_OUTCOMES
 from app.services import inbound, instant_faq, intake
 from app.services.routing import Decision
 from app.settings import Settings
+from app.store import AnswerOutcome, MessageStatus
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def respond(
         delivery="passive" if held else "custom",
         answer=instant.text if instant else None,
         sources=instant.sources if instant else "",
-        outcome="faq" if instant else "",
+        outcome=AnswerOutcome.FAQ if instant else "",
         outcome_detail=json.dumps(instant.detail, ensure_ascii=False) if instant else "",
         # async mode: no earlier answer can be waiting for a passive reply, so the
         # answer is recorded as this request's reply in the same commit (hot path).
@@ -74,7 +75,7 @@ def respond(
     if taken.refused:  # rate limit or flood protection: a polite reply, nothing queued
         return _text(taken.decision.text, taken.refused)
     if instant is not None:
-        ANSWER_OUTCOMES.labels(outcome="faq", via=f"web:{instant.detail['via']}").inc()
+        ANSWER_OUTCOMES.labels(outcome=AnswerOutcome.FAQ, via=f"web:{instant.detail['via']}").inc()
         customer = f"{incoming.channel}:{incoming.customer}"
         instant_faq.remember(customer, decision.text, instant.text, settings)
         if not held:
@@ -101,7 +102,7 @@ def _retry(
     if row is None:
         return Reply("empty", outcome="duplicate")
     message_id, stored, waits = row.id, row.passive_reply, row.delivery == "passive"
-    refused = row.status == "ignored"
+    refused = row.status == MessageStatus.IGNORED
     inbound.done_reading()
     if refused:  # turned away by admission: its polite reply went with the first try
         return Reply("empty", outcome="duplicate")
@@ -140,9 +141,9 @@ def _wait(
     last: bool,
 ) -> Reply:
     status = passive.wait_until_settled(message_id, arrived + settings.wechat_passive_wait_s)
-    if status in ("ready", "answered"):
+    if status in (MessageStatus.READY, MessageStatus.ANSWERED):
         return _text(passive.carry(message_id), "passive")
-    if status == "failed":
+    if status == MessageStatus.FAILED:
         return _text(passive.carry(message_id, passive.FAILED), "passive")
     if last or passive.has_undelivered(incoming.customer, incoming.account):
         return _text(

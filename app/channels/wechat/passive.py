@@ -19,7 +19,7 @@ from sqlalchemy import exists, select, update
 
 from app.channels.wechat.split import MAX_BYTES
 from app.extensions import db
-from app.store import InboundMessage, OutboundReply
+from app.store import InboundMessage, MessageStatus, OutboundReply, ReplyStatus
 
 #: WeChat drops a callback after 5 s; a try we let lapse is answered only after this.
 WECHAT_TIMEOUT_S = 5.5
@@ -29,7 +29,7 @@ POLL_S = 0.1
 SEPARATOR = "\n\n"
 MORE = "（内容较长，给我发任意消息即可查看后续。）"
 FAILED = "抱歉，这个问题我暂时没能回答。您可以回复“人工”联系人工客服。"
-SETTLED = ("ready", "answered", "failed")
+SETTLED = (MessageStatus.READY, MessageStatus.ANSWERED, MessageStatus.FAILED)
 
 
 def _aware(dt: datetime) -> datetime:
@@ -83,9 +83,9 @@ def _undelivered(customer: str, account: str):  # noqa: ANN202 - a select
             InboundMessage.customer == customer,
             InboundMessage.account == account,
             InboundMessage.delivery == "passive",
-            InboundMessage.status == "ready",
+            InboundMessage.status == MessageStatus.READY,
             InboundMessage.created_at >= oldest,
-            OutboundReply.status == "pending",
+            OutboundReply.status == ReplyStatus.PENDING,
         )
         .order_by(InboundMessage.id, OutboundReply.seq)
     )
@@ -115,8 +115,8 @@ def carry(message_id: int, note: str | None = None) -> str:
             break
         claimed = db.session.execute(
             update(OutboundReply)
-            .where(OutboundReply.id == piece.id, OutboundReply.status == "pending")
-            .values(status="sent", via="passive", carried_by=message_id, sent_at=now)
+            .where(OutboundReply.id == piece.id, OutboundReply.status == ReplyStatus.PENDING)
+            .values(status=ReplyStatus.SENT, via="passive", carried_by=message_id, sent_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
         if claimed:
@@ -132,12 +132,13 @@ def carry(message_id: int, note: str | None = None) -> str:
             update(InboundMessage)
             .where(
                 InboundMessage.id == inbound_id,
-                InboundMessage.status == "ready",
+                InboundMessage.status == MessageStatus.READY,
                 ~exists().where(
-                    OutboundReply.inbound_id == inbound_id, OutboundReply.status == "pending"
+                    OutboundReply.inbound_id == inbound_id,
+                    OutboundReply.status == ReplyStatus.PENDING,
                 ),
             )
-            .values(status="answered")
+            .values(status=MessageStatus.ANSWERED)
             .execution_options(synchronize_session=False)
         )
     text = SEPARATOR.join(parts)
