@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from app.knowledge.lexical import content_terms
+from app.text import normalise
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,6 @@ AGREEMENT_PEERS = 2
 #: Milvus' cap on one query's offset + limit: larger FAQ sets are not held (entries and
 #: questions together).
 MAX_ROWS = 16384
-_NOISE = re.compile(r"[\s\W_]+", re.UNICODE)
-
-
-def normalise(text: str) -> str:
-    """What character matching compares: no spaces, punctuation or case."""
-    return _NOISE.sub("", text).lower()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.knowledge.sources import Document, FaqEntry
+from app.text import split_sentences
 
 DEFAULT_MAX_CHARS = 360
 DEFAULT_OVERLAP = 60
@@ -27,10 +28,7 @@ SECTION_SEPARATOR = " > "
 
 _HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
-# A sentence ends after CJK/ASCII terminal punctuation (plus closing quotes/brackets), at a
-# line break, or at an ASCII full stop followed by whitespace (not inside "3.5").
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
-_SENTENCE_END = re.compile(r"[。！？；!?;]+[”’\"'」』）)\]]*|\n+|(?<!\d)\.(?=\s)")
 
 
 @dataclass(frozen=True)
@@ -118,31 +116,6 @@ def split_sections(text: str) -> list[tuple[str, str]]:
             body.append(line)
     flush()
     return sections
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences with their trailing punctuation and separator: a line break stays a line
-    break (lists and tables keep their shape), a Latin sentence keeps its space, and CJK
-    sentences join with nothing, so ``"".join(...)`` rebuilds readable text."""
-    padded = text + "\n"  # so the last sentence ends like the others
-    out: list[str] = []
-    start = 0
-    for m in _SENTENCE_END.finditer(padded):
-        raw = padded[start : m.end()]
-        start = m.end()
-        core = raw.strip()
-        if not core:
-            if "\n" in raw and out and not out[-1].endswith("\n"):
-                out[-1] = out[-1].rstrip(" ") + "\n"
-            continue
-        if "\n" in m.group():
-            sep = "\n"
-        elif core[-1].isascii() and padded[start : start + 1].isspace():
-            sep = " "
-        else:
-            sep = ""
-        out.append(core + sep)
-    return out
 
 
 def split_units(text: str, max_chars: int) -> list[str]:

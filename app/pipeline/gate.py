@@ -17,8 +17,7 @@ from app.pipeline.grounding import (
     states_quantity,
     support,
 )
-
-_SENTENCE_END = re.compile(r"[。！？!?；;\n]+")
+from app.text import sentence_end
 
 
 class AnswerGate:
@@ -89,10 +88,10 @@ class AnswerGate:
         self._buf += text
         out: list[str] = []
         while not self.closed:
-            m = _SENTENCE_END.search(self._buf)
-            if m is None:
+            end = sentence_end(self._buf)
+            if end is None:
                 break
-            sentence, self._buf = self._buf[: m.end()], self._buf[m.end() :]
+            sentence, self._buf = self._buf[:end], self._buf[end:]
             out += self._check(sentence)
         return out
 

@@ -7,11 +7,11 @@ a customer without an answer.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from app.settings import Settings
+from app.text import normalise
 
 Action = Literal["answer", "reply", "handoff", "ignore"]
 
@@ -23,8 +23,6 @@ LINK_RECEIVED = "收到您分享的链接「{title}」。请问关于这个内�
 UNSUPPORTED = "收到啦。这类消息我暂时无法识别，请用文字描述您的问题，我马上为您解答。"
 EMPTY_TEXT = "您好，请问有什么可以帮您？"
 
-_PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -34,7 +32,7 @@ class Decision:
 
 def wants_person(text: str, words: list[str]) -> bool:
     """A short message that asks for a person ("人工", "转人工客服"); "人工智能" does not."""
-    norm = _PUNCT.sub("", text)
+    norm = normalise(text, fold_case=False)
     return any(w in norm and len(norm) <= len(w) + 4 for w in words) and "智能" not in norm
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
+from app.text import split_sentences
 
 MAX_BYTES = 2048
 MAX_PIECES = 5  # WeChat allows 5 customer-service messages per customer message
-_SENTENCE = re.compile(r"(?<=[。！？!?；;\n])")
 
 
 def split_message(text: str, max_bytes: int = MAX_BYTES, max_pieces: int = MAX_PIECES) -> list[str]:
@@ -15,7 +14,7 @@ def split_message(text: str, max_bytes: int = MAX_BYTES, max_pieces: int = MAX_P
         return [text] if text else []
     pieces: list[str] = []
     current = ""
-    for sentence in (s for s in _SENTENCE.split(text) if s):
+    for sentence in split_sentences(text, verbatim=True):
         for part in _hard_wrap(sentence, max_bytes):
             if len((current + part).encode("utf-8")) > max_bytes:
                 pieces.append(current.strip())
