@@ -169,11 +169,7 @@ def answer_pipeline(settings: Settings, *, with_memory: bool = True) -> AnswerPi
         memory = SqlMemory(db.engine, turns=settings.memory_turns, ttl_s=settings.memory_ttl_s)
     model = _ModelOnFirstUse(settings)
     judge = (
-        FaqJudge(
-            model,  # type: ignore[arg-type]
-            settings.faq_judge_threshold,
-            doubt=settings.faq_judge_doubt,
-        )
+        FaqJudge(model, settings.faq_judge_threshold)  # type: ignore[arg-type]
         if settings.faq_judge_threshold > 0
         else None
     )

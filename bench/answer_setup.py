@@ -95,11 +95,7 @@ def service_pipeline(store: object, engine: object, params: object, **overrides:
             settings.faq_thresholds,
             char_threshold=settings.faq_direct_threshold,
         ),
-        "judge": FaqJudge(
-            engine,  # type: ignore[arg-type]
-            settings.faq_judge_threshold,
-            doubt=settings.faq_judge_doubt,
-        )
+        "judge": FaqJudge(engine, settings.faq_judge_threshold)  # type: ignore[arg-type]
         if settings.faq_judge_threshold > 0
         else None,
         **overrides,

@@ -121,35 +121,6 @@ def report(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def with_less_doubt(rows: Sequence[Row], doubt: float) -> list[Row]:
-    """The replies had the judge allowed only ``doubt`` below its bar (exact for any value
-    up to the run's FAQ_JUDGE_DOUBT: the judgements come before the answer, and an answer
-    made in doubt is one the smaller margin hands off instead)."""
-    out = []
-    for r in rows:
-        leads = [j["p"] - j["threshold"] for j in r.detail.get("judged") or []]
-        if r.detail.get("doubt") and leads and max(leads) < -doubt - 1e-9:
-            r = replace(r, text="", outcome="refused", via="judge", draft="")
-        out.append(r)
-    return out
-
-
-def doubt_table(rows: Sequence[Row], margins: Sequence[float]) -> str:
-    """Right / wrong / declined per set for smaller FAQ_JUDGE_DOUBT margins, replayed."""
-    lines = [
-        "| set | doubt | right (in) | wrong (in) | declined (out) |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name in dict.fromkeys(r.set for r in rows):
-        for margin in margins:
-            s = score(with_less_doubt([r for r in rows if r.set == name], margin))
-            lines.append(
-                f"| {name} | {margin:.2f} | {_pct(s['right'], s['in'])} | "
-                f"{_pct(s['wrong'], s['in'])} | {_pct(s['declined_out'], s['out'])} |"
-            )
-    return "\n".join(lines)
-
-
 def print_summary_rows(rows: Sequence[Row]) -> None:
     """The summary-table rows of bench/RESULTS.md this run updates: right, wrong and
     declined, per set over every seed run."""
@@ -198,8 +169,7 @@ def print_summary_rows(rows: Sequence[Row]) -> None:
 
 
 def _via(detail: dict) -> str:
-    via = str(detail.get("via") or detail.get("check") or "")
-    return f"{via} (doubt)" if detail.get("doubt") else via
+    return str(detail.get("via") or detail.get("check") or "")
 
 
 def run_set(name: str, seeds: Sequence[int], args: argparse.Namespace) -> list[Row]:
@@ -270,20 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["always", "unchecked", "never"],
         help="when a judged FAQ entry's stored answer replaces a refused model answer",
     )
-    parser.add_argument(
-        "--doubt-sweep",
-        nargs="+",
-        type=float,
-        help="also report these smaller FAQ_JUDGE_DOUBT margins, replayed from this run",
-    )
     parser.add_argument("--replay", type=Path, help="report a saved --out file, run nothing")
     args = parser.parse_args(argv)
     if args.replay:
         with args.replay.open(encoding="utf-8") as fh:
             rows = [Row(**json.loads(line)) for line in fh]
         print(report(rows))
-        if args.doubt_sweep:
-            print("\n" + doubt_table(rows, args.doubt_sweep))
+        print_summary_rows(rows)
         return 0
     if args.instructions:
         args.instructions = args.instructions.read_text(encoding="utf-8")
@@ -300,9 +263,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fh.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
     print("\n" + report(rows))
     print_summary_rows(rows)
-    if args.doubt_sweep:
-        print("\nReplayed with less doubt (FAQ_JUDGE_DOUBT):\n")
-        print(doubt_table(rows, args.doubt_sweep))
     return 0
 
 

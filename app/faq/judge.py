@@ -27,9 +27,6 @@ PROMPT = (
 YES, NO = ["能"], ["不能", "不"]
 #: P(yes) / (P(yes) + P(no)) from which the passage is taken to answer (bench/RESULTS.md).
 DEFAULT_THRESHOLD = 0.55
-#: How far below its bar a passage is still answered from, in doubt: the model's answer
-#: must then pass the answer check, and no stored answer stands in for it.
-DEFAULT_DOUBT = 0.1
 
 
 class ChoosingModel(Protocol):
@@ -45,16 +42,11 @@ class ChoosingModel(Protocol):
 
 class FaqJudge:
     def __init__(
-        self,
-        model: ChoosingModel,
-        threshold: float = DEFAULT_THRESHOLD,
-        deadline_s: float = 20.0,
-        doubt: float = DEFAULT_DOUBT,
+        self, model: ChoosingModel, threshold: float = DEFAULT_THRESHOLD, deadline_s: float = 20.0
     ) -> None:
         self.model = model
         self.threshold = threshold
         self.deadline_s = deadline_s
-        self.doubt = doubt
 
     def probability(self, question: str, passage: str) -> float:
         """How sure the model is that ``passage`` (an FAQ entry as "问：…\\n答：…", or a

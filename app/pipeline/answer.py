@@ -52,7 +52,8 @@ REFUSAL_TEXT = (
 )
 HANDOFF_HINT = "其他情况您可以回复“人工”咨询人工客服。"
 TOO_LONG_TEXT = (
-    "您的消息有点长，我一次看不完整。请用一两句话把问题再发给我，或回复“人工”，由人工客服为您处理。"
+    "您的消息有点长，我一次看不完整。请用一两句话把问题再发给我，"
+    "或回复“人工”，由人工客服为您处理。"
 )
 #: Questions longer than this (characters) get TOO_LONG_TEXT (ANSWER_MAX_QUESTION_CHARS).
 MAX_QUESTION_CHARS = 1000
@@ -259,12 +260,11 @@ class AnswerPipeline:
         four passages, a small model says "资料中没有" when the first one holds the answer,
         or copies a sentence of a passage beside the question. If that answer cannot be
         backed, an FAQ entry's stored answer goes out instead (a document passage is no
-        answer by itself). A passage a little under its bar is answered from in doubt
-        (``FaqJudge.doubt``): as an unjudged one, with every check, and no stored answer
-        in its place. If no passage answers, the customer is handed off: on the evaluation
-        sets, the model answering from all the passages then added as many wrong answers as
-        right ones (bench/RESULTS.md). Without a judge (FAQ_JUDGE_THRESHOLD=0) the model
-        answers from all the passages, and may decline.
+        answer by itself). If no passage
+        answers, the customer is handed off: on the evaluation sets, the model answering
+        from all the passages then added as many wrong answers as right ones
+        (bench/RESULTS.md). Without a judge (FAQ_JUDGE_THRESHOLD=0) the model answers from
+        all the passages, and may decline.
         """
         hits = self._retrieve(q, turns, match)
         retrieval_ms = (time.perf_counter() - t0) * 1000
@@ -278,31 +278,17 @@ class AnswerPipeline:
                 q, hits[: self.top_k], turns, params, retrieval_ms, match
             )
         else:
-            focus = judged_passage(self.judge, q, match, hits, turns)
-            judged = focus.judged
-            if focus.passage is None:
+            focus, judged = judged_passage(self.judge, q, match, hits, turns)
+            if focus is None:
                 answer = self._refusal(retrieval_ms=retrieval_ms)
                 answer.detail.update(check="judge", judged=judged)
             else:
-                # Sure: the model is told the answer is there. In doubt: it may say the
-                # passage is silent, and every check of an unjudged answer applies.
                 answer = yield from self._generate(
-                    q,
-                    [focus.passage],
-                    turns,
-                    params,
-                    retrieval_ms,
-                    match,
-                    judged=not focus.doubt,
+                    q, [focus], turns, params, retrieval_ms, match, instructions=FROM_PASSAGE
                 )
-                answer.detail.update(judged=judged, doubt=focus.doubt)
-                entry = as_entry(focus.passage, match)
-                if (
-                    answer.refused
-                    and not focus.doubt
-                    and entry is not None
-                    and self._falls_back(answer)
-                ):
+                answer.detail["judged"] = judged
+                entry = as_entry(focus, match)
+                if answer.refused and entry is not None and self._falls_back(answer):
                     answer = self._from_entry(entry, answer, judged)
         if answer.outcome != "generated":
             yield Delta(answer.text)  # a generated answer streamed sentence by sentence
@@ -391,17 +377,16 @@ class AnswerPipeline:
         retrieval_ms: float,
         match: Match | None = None,
         *,
-        judged: bool = False,
+        instructions: str | None = None,
     ) -> Iterator[StreamEvent]:
         count = getattr(self.model, "count_tokens", None)
         budget = (self.n_ctx or 1 << 30) - params.max_tokens
-        instructions = FROM_PASSAGE if judged else self.instructions
         messages, used, _ = fit_messages(
-            question, hits, turns, count, budget, instructions=instructions
+            question, hits, turns, count, budget, instructions=instructions or self.instructions
         )
         passages = [format_passage(p) for p in used]
         # A passage the model judged to answer the question is on its topic.
-        off_topic = () if judged else self.off_topic(question, used, turns)
+        off_topic = self.off_topic(question, used, turns) if instructions is None else ()
         if match is not None and match.verdict != "none":
             # The entry the question is nearest to always backs the answer.
             off_topic = tuple(
@@ -413,7 +398,7 @@ class AnswerPipeline:
             lambda text: self._clean(text, keep=passages),
             off_topic=off_topic,
             question=question,
-            restates=judged,
+            restates=instructions is not None,
         )
         answer = yield from self._run(messages, params, gate, retrieval_ms, passages)
         answer.off_topic = off_topic

@@ -6,18 +6,12 @@ the model first judges (app/faq/judge.py) the few passages most likely to answer
 near FAQ entry, the best retrieved passage, and the best document passage (an FAQ entry
 outranks a document's passage, which may answer a detail the FAQ does not have); then it
 answers from the winner alone.
-
-The judge's probabilities for the passage that answers and for a neighbour that does not
-overlap (bench/RESULTS.md), so a passage a little under its bar (``FaqJudge.doubt``) is
-still answered from when nothing clears its bar: in doubt, the model's answer must pass
-the answer check, and an entry's stored answer never stands in for it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from app.faq.judge import FaqJudge
@@ -32,21 +26,11 @@ FAR_MARGIN = 0.1
 DOCUMENT_SEARCH = 8
 
 
-@dataclass
-class Focus:
-    """The passage to answer from, whether the judge was in doubt about it, and each
-    judgement made (the answer's detail)."""
-
-    passage: Any | None
-    doubt: bool
-    judged: list[dict[str, Any]]
-
-
 def judged_passage(
     judge: FaqJudge, question: str, match: Match | None, hits: Sequence[Any], turns: Sequence[Turn]
-) -> Focus:
-    """The passage the judge is surest answers the question (or None): the near FAQ
-    entry, the best retrieved passage, the best document's are judged."""
+) -> tuple[Any | None, list[dict[str, Any]]]:
+    """The passage the judge is surest answers the question (or None), and each
+    judgement: the near FAQ entry, the best retrieved passage, the best document's."""
     candidates: list[tuple[Any, float]] = []
     if match is not None and match.verdict == "near":
         candidates.append((match.entry, judge.threshold))
@@ -73,11 +57,9 @@ def judged_passage(
         # The one the judge is surest of, by its lead over its bar: the nearest entry by
         # its questions is not always the one that answers ("七天无理由退货的运费谁出？"
         # is nearest to "支持七天无理由退货吗？").
-        if p >= threshold - judge.doubt and (best is None or p - threshold > best[0]):
+        if p >= threshold and (best is None or p - threshold > best[0]):
             best = (p - threshold, candidate)
-    if best is None:
-        return Focus(None, False, judged)
-    return Focus(best[1], best[0] < 0, judged)
+    return (best[1] if best else None), judged
 
 
 def as_entry(passage: Any, match: Match | None) -> Match | None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
-from app.faq.judge import DEFAULT_DOUBT
 from app.settings.common import PROJECT_ROOT, shown
 
 
@@ -43,14 +42,6 @@ class KnowledgeSettings(BaseSettings):
         description="Before the model answers a question near an FAQ entry (or a document "
         "passage), it judges whether that passage answers it; from this probability it "
         "answers from that passage alone (0: never judge)",
-    )
-    faq_judge_doubt: float = Field(
-        DEFAULT_DOUBT,
-        ge=0.0,
-        le=1.0,
-        description="When no passage reaches the judge's bar, one this close below it is "
-        "still answered from, in doubt: the model may say the passage is silent, its answer "
-        "must pass the answer check, and no stored FAQ answer stands in for it (0: hand off)",
     )
     faq_instant_max_rate: float = Field(
         20.0,
