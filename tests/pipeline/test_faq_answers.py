@@ -37,8 +37,10 @@ def test_an_unlisted_paraphrase_gets_the_stored_answer_without_the_model(
 def test_a_question_about_one_detail_is_answered_from_that_entry(
     pipeline: AnswerPipeline,
 ) -> None:
-    # Near the express entry, not its question: the entry says SF costs 8 yuan more.
-    answer = pipeline.answer("想发顺丰的话要加钱吗")
+    # Near the express entry, not its question: the entry says SF costs 8 yuan more. (The
+    # test model judges this 0.42 against its bar of 0.35 here; "想发顺丰的话要加钱吗", 0.37
+    # here, was judged 0.349 on CI's machine.)
+    answer = pipeline.answer("发顺丰要另外加多少钱")
     assert answer.outcome in ("generated", "faq"), answer.detail
     assert answer.detail["nearest"]["question"] == "你们用什么快递发货？"
     assert answer.detail["nearest"]["verdict"] == "near"
