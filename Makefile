@@ -34,11 +34,12 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-# The fast lane: no model, no browser, no service stacks (tests not marked slow).
+# The fast lane: no model, no browser, no service stacks (tests not marked slow), on every
+# core (pytest-xdist; each worker has its own databases and ports).
 test-fast: setup
 	bash tests/ensure_services.sh
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n auto
 
 lint: setup
 	$(BIN)/ruff check .

@@ -405,6 +405,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
             db.engine.dispose()
 
 
+@pytest.mark.slow  # a thousand generated bodies, about 25 s: the full suite's
 def test_hostile_bodies_get_no_5xx_and_store_nothing_invalid(
     app: Flask, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -178,6 +178,7 @@ def test_no_error_body_quotes_sql_when_the_database_fails(tmp_path: Path) -> Non
             db.engine.dispose()
 
 
+@pytest.mark.slow  # waits out MILVUS_TIMEOUT_S against a stopped server
 def test_milvus_down_is_a_503_without_the_drivers_exception(
     pg_app: tuple[Flask, str], client: FlaskClient
 ) -> None:

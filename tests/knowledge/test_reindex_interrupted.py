@@ -24,6 +24,9 @@ from app.services import users
 from tests.conftest import temp_pg_database
 from tests.support import BIN, ROOT, indexed_app, run_flask, wait_until
 
+# A CLI process killed midway, a milvus-lite server: not the fast lane.
+pytestmark = pytest.mark.slow
+
 STAFF = ("reindexer", "reindex-pass-123")
 DOCS = 30
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from tests.support import BIN
+
+# Starts Celery workers as processes: not the fast lane.
+pytestmark = pytest.mark.slow
 
 _ENV = {
     "DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
