@@ -1,0 +1,105 @@
+"""Reading stored rows by filter: counts, a document's chunk ids and file hashes, the FAQ
+rows with their vectors, a document's rows for copying into another build.
+
+Separate from search (app/knowledge/search.py) because these read rows as they are stored,
+by exact filters, for ingestion, reindexing and the FAQ table; nothing here ranks anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymilvus import MilvusClient
+
+from app.knowledge.chunking import FAQ, FAQ_QUESTION
+from app.knowledge.schema import _OUTPUT_FIELDS, _QUERY_PAGE, ENTRY_FIELDS, _any_of, quote
+
+
+class RowReads:
+    """Filtered queries over the collection (a part of `KnowledgeStore`)."""
+
+    #: Set by the other parts of the store (see `KnowledgeStore.__init__`).
+    request_timeout: int
+
+    def _query_all(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+        def query(client: MilvusClient, name: str) -> list[dict[str, Any]]:
+            rows = client.query(
+                name,
+                filter=expr,
+                output_fields=fields,
+                limit=_QUERY_PAGE,
+                consistency_level="Strong",
+            )
+            if len(rows) < _QUERY_PAGE:
+                return list(rows)
+            out: list[dict[str, Any]] = []
+            iterator = client.query_iterator(
+                name, batch_size=1000, filter=expr, output_fields=fields
+            )
+            try:
+                while batch := iterator.next():
+                    out.extend(batch)
+            finally:
+                iterator.close()
+            return out
+
+        return self._run(query)
+
+    def count(self, *, doc_id: str | None = None) -> int:
+        """Number of chunks, in the whole collection or in one document."""
+        expr = f"doc_id == {quote(doc_id)}" if doc_id is not None else ""
+        rows = self._run(
+            lambda client, name: client.query(
+                name, filter=expr, output_fields=["count(*)"], consistency_level="Strong"
+            )
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def has_rows(self, *, category: str | None = None, doc_id: str | None = None) -> bool:
+        """Whether any chunk matches these filters (an empty search may just find nothing)."""
+        expr = self._filter(category, doc_id)
+        rows = self._run(
+            lambda client, name: client.query(name, filter=expr, output_fields=["id"], limit=1)
+        )
+        return bool(rows)
+
+    def chunk_ids(self, doc_id: str) -> set[str]:
+        """Ids of the chunks currently stored for a document."""
+        rows = self._query_all(f"doc_id == {quote(doc_id)}", ["chunk_id"])
+        return {str(r["chunk_id"]) for r in rows}
+
+    def document_hashes(self) -> dict[str, str]:
+        """doc_id -> sha256 of the file version each indexed document was built from."""
+        rows = self._query_all("position == 0", ["doc_id", "doc_sha256"])
+        return {str(r["doc_id"]): str(r["doc_sha256"]) for r in rows}
+
+    def _filter(self, category: str | None, doc_id: str | None) -> str:
+        parts = []
+        if category:
+            parts.append(f"category == {quote(category)}")
+        if doc_id:
+            parts.append(f"doc_id == {quote(doc_id)}")
+        return " and ".join(parts)
+
+    def faq_rows(self, filter_expr: str = "", limit: int = _QUERY_PAGE) -> list[dict[str, Any]]:
+        """FAQ entry and question rows with their vectors (the web processes' FAQ table)."""
+        kinds = _any_of("kind", [FAQ, FAQ_QUESTION])
+        expr = f"({filter_expr}) and {kinds}" if filter_expr else kinds
+        return self._run(
+            lambda client, name: list(
+                client.query(
+                    name,
+                    filter=expr,
+                    output_fields=ENTRY_FIELDS,
+                    limit=limit,
+                    timeout=self.request_timeout,
+                )
+            )
+        )
+
+    def export_rows(self, doc_id: str) -> list[dict[str, Any]]:
+        """Every stored field of a document's chunks, vectors included (BM25's sparse vector
+        excepted: Milvus derives it from the terms on insert)."""
+        fields = ["id", "doc_sha256", "dense", "terms", *_OUTPUT_FIELDS]
+        rows = self._query_all(f"doc_id == {quote(doc_id)}", fields)
+        return [{k: v for k, v in row.items() if k in fields} for row in rows]
