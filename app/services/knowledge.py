@@ -490,10 +490,10 @@ def ingest_folder(
         doc = db.session.get(Document, item.doc_id)
         item.title, item.kind = doc.title, doc.kind
         item.chunks = doc.chunk_count
-        indexed = outcome == DocumentStatus.INDEXED
-        item.status = "indexed" if indexed else "failed"  # the folder report's own statuses
-        item.message = doc.error if not indexed else ""
-        item.warnings = [doc.error] if indexed and doc.error else []
+        done = outcome == DocumentStatus.INDEXED
+        item.status = "indexed" if done else "failed"  # the folder report's own statuses
+        item.message = doc.error if not done else ""
+        item.warnings = [doc.error] if done and doc.error else []
     if prune:
         gone = select(Document).where(Document.origin == "folder", Document.id.not_in(seen))
         for doc in list(db.session.scalars(gone)):

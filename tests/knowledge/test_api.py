@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -310,3 +311,22 @@ def test_api_keys_are_managed_by_admins_and_audited(kb_service: KbService) -> No
     log = admin.get(f"{url}/api/knowledge/audit").json()["entries"]
     actions = [(e["action"], e["actor"]) for e in log if e["target"] == f"apikey:{key_id}"]
     assert sorted(actions) == [("apikey.create", ADMIN[0]), ("apikey.revoke", ADMIN[0])]
+
+
+def test_kb_ingest_takes_a_new_file_before_an_unchanged_one(
+    kb_service: KbService, tmp_path: Path
+) -> None:
+    # Files are taken in name order: the new a.md is indexed, then the unchanged b.md is
+    # recognised by its hash (5e3191a reused the hashes' name for a bool: b.md crashed it).
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "b_hours.md").write_text("# 营业时间\n门店每天9点到21点营业。\n", encoding="utf-8")
+    first = run_flask(["kb", "ingest", "--dir", str(folder)], kb_service.env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (folder / "a_parking.md").write_text("# 停车\n顾客停车两小时免费。\n", encoding="utf-8")
+    again = run_flask(["kb", "ingest", "--dir", str(folder)], kb_service.env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Traceback" not in again.stderr
+    lines = again.stdout.splitlines()
+    assert any("a_parking.md" in line and "indexed" in line for line in lines), again.stdout
+    assert any("b_hours.md" in line and "unchanged" in line for line in lines), again.stdout
