@@ -12,6 +12,11 @@ Prompt caching: every slot remembers the tokens whose KV entries it still holds.
 request takes the slot whose remembered tokens share the longest prefix with its prompt
 (the fixed instructions at least), or copies that prefix from a busy slot (in a unified KV
 cache a copy shares the cells, it does not duplicate them), and evaluates only the rest.
+
+Past 400 lines because it is one thing: the scheduler thread that alone owns the context,
+with the request, result and slot types it works on and the sampler it builds per request;
+admission, prefix reuse, the decode step and finishing all work on that one thread's
+slots and batch, so a split would only pass that state back and forth between files.
 """
 
 from __future__ import annotations
