@@ -21,7 +21,7 @@ apikey = AppGroup("apikey", help="API keys for Dify (tools, external knowledge, 
 )
 def user_create(username: str, role: str, password: str) -> None:
     """Create a staff or admin account for the knowledge pages and API."""
-    from app.services import users
+    from app.accounts import users
 
     try:
         users.create_user(username, password, role, actor=actor_name(None))
@@ -35,7 +35,7 @@ def user_create(username: str, role: str, password: str) -> None:
 @click.password_option(envvar="KB_NEW_PASSWORD")
 def user_passwd(username: str, password: str) -> None:
     """Set a user's password (signs out their sessions)."""
-    from app.services import users
+    from app.accounts import users
 
     try:
         users.set_password(username, password, actor=actor_name(None))
@@ -49,7 +49,7 @@ def user_passwd(username: str, password: str) -> None:
 @click.option("--enable", is_flag=True, help="Enable the account again instead.")
 def user_disable(username: str, enable: bool) -> None:
     """Stop (or, with --enable, restore) a user's access."""
-    from app.services import users
+    from app.accounts import users
 
     try:
         users.set_active(username, enable, actor=actor_name(None))
@@ -61,7 +61,7 @@ def user_disable(username: str, enable: bool) -> None:
 @user.command("list")
 def user_list() -> None:
     """Accounts with their role and last login."""
-    from app.services import users
+    from app.accounts import users
 
     for u in users.all_users():
         last = f"{u.last_login_at:%Y-%m-%d %H:%M}" if u.last_login_at else "never"
@@ -72,7 +72,7 @@ def user_list() -> None:
 @click.argument("name")
 def apikey_create(name: str) -> None:
     """Create a key named NAME and print it (shown this once only)."""
-    from app.services import apikeys
+    from app.accounts import apikeys
 
     try:
         row, plaintext = apikeys.create(name)
@@ -85,7 +85,7 @@ def apikey_create(name: str) -> None:
 @apikey.command("list")
 def apikey_list() -> None:
     """List keys: id, prefix, name, created, revoked."""
-    from app.services import apikeys
+    from app.accounts import apikeys
 
     rows = apikeys.list_keys()
     if not rows:
@@ -100,7 +100,7 @@ def apikey_list() -> None:
 def apikey_revoke(key_id: str) -> None:
     """Revoke a key by id (or its shown prefix); requests with it get 401 within
     API_KEY_CACHE_S seconds (5 by default)."""
-    from app.services import apikeys
+    from app.accounts import apikeys
 
     try:
         row = apikeys.revoke(key_id)

@@ -252,7 +252,7 @@ def kb_reindex_status(limit: int) -> None:
 @click.option("-n", "limit", default=30, show_default=True)
 def kb_audit(limit: int) -> None:
     """Recent changes and who made them."""
-    from app.services import audit
+    from app.accounts import audit
 
     for entry in audit.recent(limit):
         click.echo(

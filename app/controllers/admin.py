@@ -26,9 +26,9 @@ from flask import (
     url_for,
 )
 
+from app.accounts import audit
 from app.controllers.auth import signed_in_user
 from app.knowledge.validation import SUPPORTED_SUFFIXES
-from app.services import audit
 from app.services import knowledge as kb
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

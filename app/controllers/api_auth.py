@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from flask import current_app, g, request
 
-from app.services import apikeys
+from app.accounts import apikeys
 
 HOW_TO = (
     "send 'Authorization: Bearer <key>' (in Dify: authorization type API Key, header "

@@ -8,12 +8,12 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from app.accounts import apikeys, audit
 from app.controllers import csrf
 from app.controllers import errors as http_errors
 from app.controllers.auth import actor, login_required
 from app.errors import BadRequest
 from app.extensions import db
-from app.services import apikeys, audit
 from app.store import ApiKey
 
 bp = Blueprint("apikeys", __name__, url_prefix="/api/apikeys")

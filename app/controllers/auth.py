@@ -21,12 +21,12 @@ from typing import Any, TypeVar
 from flask import Blueprint, current_app, g, jsonify, request, session
 
 from app import resources
+from app.accounts import users
 from app.controllers import csrf
 from app.controllers import errors as http_errors
 from app.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from app.extensions import db
 from app.safety.signin import Attempt, SignInGate
-from app.services import users
 from app.store import User
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")

@@ -16,6 +16,7 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import resources
+from app.accounts import audit
 from app.controllers import csrf
 from app.controllers import errors as http_errors
 from app.controllers.auth import actor, login_required
@@ -23,7 +24,6 @@ from app.errors import BadRequest, Unavailable
 from app.knowledge.sources import BadFile
 from app.knowledge.store import SEARCH_MODES
 from app.knowledge.validation import FileTooLarge
-from app.services import audit
 from app.services import knowledge as kb
 from app.services import reindex as reindex_service
 from app.settings import Settings

@@ -23,13 +23,13 @@ from sqlalchemy import exists as sql_exists
 from sqlalchemy import func, select
 
 from app import errors
+from app.accounts import audit
 from app.extensions import db
 from app.knowledge.chunking import Chunk, chunk_document
 from app.knowledge.ingest import DocumentReport, IngestReport, iter_files
 from app.knowledge.sources import BadFile, make_doc_id, parse_bytes, relative_source
 from app.knowledge.store import Hit, KnowledgeStore, KnowledgeStoreError
 from app.knowledge.validation import Limits, UnsupportedFormat, check_suffix
-from app.services import audit
 from app.settings import Settings
 from app.store import Document, DocumentStatus, DocumentVersion
 from app.store.locks import named_lock

@@ -22,9 +22,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app.accounts import users
 from app.extensions import db
 from app.knowledge import milvus_server
-from app.services import users
 from tests.conftest import temp_pg_database
 from tests.knowledge.test_reindex_interrupted import _write_docs, kill_reindex_midway
 from tests.support import Processes, free_port, indexed_app, wait_until

@@ -25,8 +25,8 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from app.accounts import apikeys
 from app.extensions import db
-from app.services import apikeys
 from tests.conftest import temp_pg_database
 from tests.support import TEST_MODEL, indexed_app
 

@@ -121,8 +121,8 @@ def test_cli_errors_are_messages_not_tracebacks(dify_service: DifyService) -> No
 def test_a_verified_key_is_trusted_briefly_and_a_revocation_here_counts_at_once(
     tmp_path,
 ) -> None:
+    from app.accounts import apikeys
     from app.extensions import db
-    from app.services import apikeys
 
     app = create_app(load_settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/a.db"))
     with app.app_context():

@@ -13,8 +13,8 @@ import requests
 from flask import Flask
 from urllib3 import encode_multipart_formdata
 
+from app.accounts import apikeys, users
 from app.extensions import db
-from app.services import apikeys, users
 from app.simulator.callback_client import CallbackClient
 from app.simulator.server import serve_in_thread
 from app.simulator.wecom_callback import WeComCallbackClient

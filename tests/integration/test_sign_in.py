@@ -13,10 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app, resources
+from app.accounts import users
 from app.extensions import db
 from app.safety.ratelimit import REDIS_PREFIX
 from app.safety.signin import SignInGate, client_key
-from app.services import users
 from app.settings import load_settings
 from app.store import RateCounter
 from tests.conftest import temp_pg_database

@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from openapi_schema_validator import OAS30Validator
 
 from app import create_app
+from app.accounts import apikeys
 from app.extensions import db
-from app.services import apikeys
 from app.settings import load_settings
 from tests.conftest import temp_pg_database
 from tests.support import free_port

@@ -15,8 +15,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
+from app.accounts import apikeys, users
 from app.extensions import db
-from app.services import apikeys, users
 from app.settings import load_settings
 from app.store import AuditEntry, Document, HandoffRequest
 from tests.conftest import temp_pg_database

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app.accounts import users
 from app.extensions import db
-from app.services import users
 from tests.conftest import temp_pg_database
 from tests.support import BIN, ROOT, indexed_app, run_flask, wait_until
 

@@ -16,8 +16,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
+from app.accounts import apikeys, users
 from app.extensions import db
-from app.services import apikeys, dify_retrieval, llm_jobs, tools, users
+from app.services import dify_retrieval, llm_jobs, tools
 from app.services import knowledge as kb
 from app.settings import load_settings
 from tests.support import free_port

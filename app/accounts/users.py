@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.accounts import audit
 from app.extensions import db
-from app.services import audit
 from app.store import User
 
 ROLES = ("staff", "admin")
