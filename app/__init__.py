@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_commands(app)
 
     from app.channels.callbacks import drainer
-    from app.services import spool
+    from app.messages import spool
 
     if spool.waiting(spool.directory(settings.data_dir)):
         # Messages kept while the database was down, by this process's predecessor.
@@ -73,7 +73,7 @@ def _engine_options(settings: Settings) -> dict:
         return {"connect_args": {"timeout": 30}}
     return {
         # A database that does not answer fails the connection within seconds, so a
-        # callback is still acknowledged within WeChat's 5 s (app/services/spool.py).
+        # callback is still acknowledged within WeChat's 5 s (app/messages/spool.py).
         "connect_args": {"connect_timeout": settings.db_connect_timeout_s},
         "pool_pre_ping": True,
         "pool_size": settings.db_pool_size,

@@ -12,7 +12,7 @@ several forms (celery/celery#7705, #8030, #10205).
 
 The fix here turns that case into the connection error it is: the close goes on, the
 consumer reconnects, and the messages the worker held are re-queued by the sweeper
-(app/services/queued.py), which does not trust the broker to keep them.
+(app/messages/queued.py), which does not trust the broker to keep them.
 """
 
 from __future__ import annotations

@@ -88,12 +88,12 @@ def _check_pool_on_start(settings: Settings) -> None:
 
 def _take_back_dead_claims_on_start(app: Flask) -> None:
     """A worker that starts where another died answers the dead one's messages now, not
-    when their leases lapse (app/services/claims.py). The threads pool answers in the
+    when their leases lapse (app/messages/claims.py). The threads pool answers in the
     worker's own process; a prefork child that dies is covered by the lease."""
     from celery.signals import worker_ready
 
     def take_back(**_: object) -> None:
-        from app.services import claims, inbound
+        from app.messages import claims, inbound
 
         try:
             with app.app_context():

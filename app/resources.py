@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from app.knowledge.aliases import AliasBook
     from app.knowledge.store import KnowledgeStore
     from app.llm.engine import GenerationParams, LlamaEngine
+    from app.messages.answering import Answerer
     from app.ocr import OcrEngine
     from app.pipeline.answer import AnswerPipeline
     from app.safety.ratelimit import FailureLog, WindowCounter
-    from app.services.answering import Answerer
 
 _lock = threading.Lock()
 

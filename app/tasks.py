@@ -9,7 +9,7 @@ from flask import current_app
 
 from app import resources
 from app.channels import api_for
-from app.services import answering, inbound, sweeper
+from app.messages import answering, inbound, sweeper
 from app.services import knowledge as knowledge_service
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def sweep_unanswered() -> int:
 @shared_task
 def notify_waiting() -> int:
     """Tells customers whose question waits in a backlog that the answer is coming."""
-    from app.services.waiting import notify_waiting as notify
+    from app.messages.waiting import notify_waiting as notify
 
     settings = _settings()
     sent = notify(settings, lambda msg: api_for(msg.channel, settings))

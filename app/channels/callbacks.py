@@ -1,7 +1,7 @@
 """What the encrypted-callback controllers (/wechat, /wecom) share: how refused input is
 answered (a 4xx with a reason, never a 500), a signed message no customer can send
 (acknowledged and dropped), and the store being down: the message is kept on local disk
-and acknowledged (app/services/spool.py); only when even that fails, a 503, so the
+and acknowledged (app/messages/spool.py); only when even that fails, a 503, so the
 platform retries instead of the message being dropped."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.channels.wechat.security import CallbackRejected, check_signature, decrypt
 from app.extensions import db
-from app.services import intake, spool
-from app.services.intake import Unanswerable
+from app.messages import intake, spool
+from app.messages.intake import Unanswerable
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

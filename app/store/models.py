@@ -131,7 +131,7 @@ class InboundMessage(db.Model):
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     #: The process holding the claim, "host/pid/start" (migration 0012_claimed_by): a
     #: worker restarted on that host takes back a dead process's claims at once
-    #: (app/services/claims.py) instead of waiting for the lease to lapse.
+    #: (app/messages/claims.py) instead of waiting for the lease to lapse.
     claimed_by: Mapped[str] = mapped_column(String(160), default="", server_default="")
     # --- delivery (migration 0002_wechat_delivery) ---
     #: WeChat's MediaId of an image, downloaded and read by the worker.

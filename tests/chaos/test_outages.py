@@ -4,8 +4,8 @@ The production path (gunicorn, a threads Celery worker and beat), answering thro
 app (tests/dify/fake_app_api.py: it costs this machine no CPU), WeChat played by the
 simulator, on a PostgreSQL and a Redis of the test's own (tests/chaos/servers.py) so they
 can be crashed. While the database is down the callback keeps each verified message on
-disk and acknowledges it (app/services/spool.py); while the broker is down the message is
-stored and the sweeper queues it once the broker is back (app/services/queued.py). Redis
+disk and acknowledges it (app/messages/spool.py); while the broker is down the message is
+stored and the sweeper queues it once the broker is back (app/messages/queued.py). Redis
 runs without persistence, as on these machines: a crash also loses the queued tasks.
 
 The reduced form runs in the suite: 16 questions, outages of 10 seconds. The full form,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from app.services.answering import FAILED_TEXT
+from app.messages.answering import FAILED_TEXT
 from app.simulator.callback_client import CallbackClient
 from app.simulator.state import WeChatAPISimulator
 from tests.dify.fake_app_api import FakeDifyApp

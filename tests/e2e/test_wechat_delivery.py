@@ -28,9 +28,9 @@ import sqlalchemy as sa
 from celery import Celery
 from PIL import Image, ImageDraw, ImageFont
 
+from app.messages import images
+from app.messages.answering import FAILED_TEXT
 from app.pipeline.answer import TOO_LONG_TEXT
-from app.services import images
-from app.services.answering import FAILED_TEXT
 from app.settings import Settings
 from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient, Delivery

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 from app.extensions import db
-from app.services.routing import IMAGE_RECEIVED
+from app.messages.routing import IMAGE_RECEIVED
 from app.simulator import messages
 from app.simulator.callback_client import CallbackClient
 from app.simulator.wecom_callback import WeComCallbackClient

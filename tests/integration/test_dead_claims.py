@@ -1,5 +1,5 @@
 """A worker starting on a host takes back the claims of that host's dead workers at once
-(app/services/claims.py), and leaves every other claim to its holder or its lease."""
+(app/messages/claims.py), and leaves every other claim to its holder or its lease."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from app.extensions import db
-from app.services import claims
+from app.messages import claims
 from app.store import InboundMessage
 from tests.integration.test_wechat_callback import _app
 

@@ -1,5 +1,5 @@
 """Callbacks while PostgreSQL cannot be reached: acknowledged, kept on disk, and stored
-once the database is back (app/services/spool.py). The full outage under traffic, with
+once the database is back (app/messages/spool.py). The full outage under traffic, with
 the real processes and a crashed server, is tests/chaos/test_outages.py."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from flask import Flask
 
 from app import create_app
 from app.extensions import db
-from app.services import spool
+from app.messages import spool
 from app.settings import load_settings
 from app.simulator.callback_client import CallbackClient
 from app.simulator.wecom_callback import WeComCallbackClient

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.extensions import db
-from app.services.routing import VOICE_UNCLEAR
+from app.messages.routing import VOICE_UNCLEAR
 from app.settings import load_settings
 from app.simulator.callback_client import CallbackClient
 from app.store import InboundMessage

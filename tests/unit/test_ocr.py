@@ -7,8 +7,8 @@ import io
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from app.messages.images import MAX_OCR_CHARS, compose_question
 from app.ocr import ImageRejected, OcrEngine
-from app.services.images import MAX_OCR_CHARS, compose_question
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 

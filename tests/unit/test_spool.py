@@ -1,4 +1,4 @@
-"""The spool that keeps verified messages while the database is down (app/services/spool.py)."""
+"""The spool that keeps verified messages while the database is down (app/messages/spool.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from app.services import spool
+from app.messages import spool
 
 
 def _fields(i: int) -> dict[str, str]:

@@ -25,9 +25,9 @@ from app.channels.wechat.security import (
     decode_xml,
     parse_xml,
 )
+from app.messages import intake, spool
+from app.messages.routing import Decision, route
 from app.metrics import CALLBACK_SECONDS, CALLBACKS
-from app.services import intake, spool
-from app.services.routing import Decision, route
 from app.settings import Settings
 
 bp = Blueprint("wechat", __name__)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.channels.wechat import passive
+from app.messages import inbound, intake
+from app.messages.routing import Decision
 from app.metrics import ANSWER_OUTCOMES
-from app.services import inbound, instant_faq, intake
-from app.services.routing import Decision
+from app.services import instant_faq
 from app.settings import Settings
 from app.store import AnswerOutcome, MessageStatus
 

@@ -16,10 +16,11 @@ from typing import Any
 
 from app.channels.wechat.security import CallbackRejected
 from app.inputs import fit
+from app.messages import admission, inbound
+from app.messages.inbound import IncomingMessage
+from app.messages.routing import Decision, route
 from app.metrics import ANSWER_OUTCOMES
-from app.services import admission, inbound, instant_faq
-from app.services.inbound import IncomingMessage
-from app.services.routing import Decision, route
+from app.services import instant_faq
 from app.settings import Settings
 from app.store import AnswerOutcome, InboundMessage, MessageStatus
 

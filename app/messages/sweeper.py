@@ -4,8 +4,8 @@ A message stays `received` when its task was lost (the broker was down when it w
 stored, or crashed with the queue in it), and `processing` when the worker that claimed it
 died (its claim stops being renewed: ANSWER_CLAIM_LEASE_S). Celery beat runs ``sweep``
 every ANSWER_SWEEP_EVERY_S. A message whose task the broker still holds is waiting its
-turn and is left alone (app/services/queued.py); one whose attempts are spent is failed,
-and its customer told (app/services/answering.py).
+turn and is left alone (app/messages/queued.py); one whose attempts are spent is failed,
+and its customer told (app/messages/answering.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 
 from app.channels import ChannelAPI
 from app.extensions import db
-from app.services import answering, queued
+from app.messages import answering, queued
 from app.settings import Settings
 from app.store import InboundMessage, MessageStatus
 

@@ -17,7 +17,7 @@ task only finds the message claimed or answered and does nothing.
 On Redis a task that a worker had reserved when it died stays in ``unacked`` until the
 broker's visibility timeout (an hour) gives it back, so only tasks taken in the last
 ``HELD_S`` count; a message a dead worker had claimed is re-queued when its claim lapses
-(ANSWER_CLAIM_LEASE_S, app/services/answering.py).
+(ANSWER_CLAIM_LEASE_S, app/messages/answering.py).
 """
 
 from __future__ import annotations

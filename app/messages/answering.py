@@ -23,11 +23,11 @@ from app.channels.api_client import WeChatAPIError
 from app.channels.wechat.split import split_message
 from app.channels.wechat.typing import typing_indicator
 from app.extensions import db
+from app.messages import claims, images
 from app.metrics import ANSWER_OUTCOMES, ANSWER_SECONDS, ANSWERS
 from app.ocr import OcrEngine
 from app.pipeline.answer import Answer
 from app.pipeline.privacy import mask_pii
-from app.services import claims, images
 from app.settings import Settings
 from app.store import (
     UNANSWERED,
