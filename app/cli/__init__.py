@@ -31,8 +31,10 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(layout_cli)
     try:
         from app.simulator.cli import wechat
+        from app.simulator.kf_cli import kf
         from app.simulator.wecom_cli import wecom
     except ImportError:  # the simulator is optional tooling
         return
     app.cli.add_command(wechat)
     app.cli.add_command(wecom)
+    app.cli.add_command(kf)

@@ -22,6 +22,7 @@ from app.settings.answering import E5_FAQ_MIN_SIMILARITY, AnsweringSettings
 from app.settings.api import ApiSettings
 from app.settings.common import PROJECT_ROOT
 from app.settings.deployment import DeploymentSettings
+from app.settings.kf import KfSettings
 from app.settings.knowledge import KnowledgeSettings, cron_schedule
 from app.settings.model import DEFAULT_LLM_FILE, ModelSettings
 from app.settings.safety import SafetySettings
@@ -59,6 +60,7 @@ class Settings(
     ModelSettings,
     StoreSettings,
     SafetySettings,
+    KfSettings,
     WeComSettings,
     WeChatSettings,
     DeploymentSettings,

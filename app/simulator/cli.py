@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -68,6 +69,33 @@ def serve_until_stopped(app: Flask, host: str, port: int, variable: str) -> None
         pass
     finally:
         server.server_close()
+
+
+def env_option(defaults: dict[str, str], name: str, flag: str, **kwargs: Any) -> Any:
+    """A flag read from the variable ``name``, else from ``defaults`` (a demo's values)."""
+    return click.option(flag, envvar=name, default=defaults[name], show_default=True, **kwargs)
+
+
+def callback_url_option(path: str) -> Any:
+    """``--url``: the service's callback at ``path``, under PUBLIC_BASE_URL."""
+    default_url = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+    return click.option("--url", default=f"{default_url}{path}", show_default=True)
+
+
+def check_encrypted_url(client: Any, echostr: str | None) -> None:
+    """WeCom's encrypted URL check (WeCom apps, 微信客服) through ``client``: the service
+    must answer the decrypted ``echostr`` (a random one if None); exits 1 otherwise."""
+    plain = echostr or str(secrets.randbelow(10**19))
+    resp = client.verify_url(plain)
+    click.echo(f"HTTP {resp.status_code}: {resp.text!r}")
+    sys.exit(0 if resp.status_code == 200 and resp.text == plain else 1)
+
+
+def with_options(fn: Any, options: list[Any]) -> Any:
+    """``fn`` decorated with ``options``, shown in --help in this order."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 def _callback_options(fn: Any) -> Any:
@@ -156,6 +184,12 @@ def converse(
     if delivery.answered and delivery.reply:
         click.echo(delivery.reply.get("Content", json.dumps(delivery.reply, ensure_ascii=False)))
         return
+    print_answers(remote, customer, before, timeout)
+
+
+def print_answers(remote: Any, customer: str, before: int, timeout: float) -> None:
+    """Prints what the service sends ``customer`` after the first ``before`` messages (a
+    RemoteSimulator's ``sent``), once it has; exits 1 after ``timeout`` without any."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         mine = [m for m in remote.sent if m.get("touser") == customer][before:]

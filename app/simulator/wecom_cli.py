@@ -13,14 +13,19 @@ WECOM_AGENT_ID, WECOM_SECRET, WECOM_AES_KEY), else to the demo values below.
 
 from __future__ import annotations
 
-import os
-import secrets
-import sys
 from typing import Any
 
 import click
 
-from .cli import converse, report_delivery, serve_until_stopped
+from .cli import (
+    callback_url_option,
+    check_encrypted_url,
+    converse,
+    env_option,
+    report_delivery,
+    serve_until_stopped,
+    with_options,
+)
 from .wecom import WeComAPISimulator, create_wecom_simulator_app
 from .wecom_callback import WeComCallbackClient
 
@@ -36,7 +41,7 @@ DEMO_WECOM_SIMULATOR_PORT = 9200
 
 
 def _env_option(name: str, flag: str, **kwargs: Any) -> Any:
-    return click.option(flag, envvar=name, default=DEMO_WECOM[name], show_default=True, **kwargs)
+    return env_option(DEMO_WECOM, name, flag, **kwargs)
 
 
 @click.group("wecom")
@@ -61,19 +66,17 @@ def simulator(
 
 
 def _callback_options(fn: Any) -> Any:
-    default_url = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
-    for option in reversed(
+    return with_options(
+        fn,
         [
-            click.option("--url", default=f"{default_url}/wecom", show_default=True),
+            callback_url_option("/wecom"),
             _env_option("WECOM_TOKEN", "--token"),
             _env_option("WECOM_CORP_ID", "--corp-id"),
             _env_option("WECOM_AES_KEY", "--aes-key"),
             _env_option("WECOM_AGENT_ID", "--agent-id"),
             click.option("--from-user", default="SimMember01", show_default=True),
-        ]
-    ):
-        fn = option(fn)
-    return fn
+        ],
+    )
 
 
 def _client(opts: dict[str, Any]) -> WeComCallbackClient:
@@ -117,7 +120,4 @@ def simulate(text: str, simulator_url: str, timeout: float, **opts: Any) -> None
 @click.argument("echostr", required=False)
 def verify(echostr: str | None, **opts: Any) -> None:
     """Run WeCom's encrypted URL check: the service must answer the decrypted echostr."""
-    plain = echostr or str(secrets.randbelow(10**19))
-    resp = _client(opts).verify_url(plain)
-    click.echo(f"HTTP {resp.status_code}: {resp.text!r}")
-    sys.exit(0 if resp.status_code == 200 and resp.text == plain else 1)
+    check_encrypted_url(_client(opts), echostr)

@@ -383,3 +383,26 @@ class DifyConversation(db.Model):
     customer: Mapped[str] = mapped_column(String(160), primary_key=True)
     conversation_id: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KfCursor(db.Model):
+    """How far the messages of one 微信客服 account (open_kfid) have been read with
+    kf/sync_msg, so that no message is read twice or skipped (app/channels/kf/cursor.py).
+
+    A page's cursor is stored together with that page's messages still to be taken in
+    (``pending``), in one commit, before they are taken in: a reader killed meanwhile
+    leaves them here for the next reader, which takes them in (deduplicated by msgid)
+    before it asks for more."""
+
+    __tablename__ = "kf_cursors"
+
+    open_kfid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: sync_msg's next_cursor (WeChat: at most 64 bytes); "" before the first page.
+    cursor: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    #: JSON list: the last page's messages to take in; "" when none are left.
+    pending: Mapped[str] = mapped_column(Text, default="", server_default="")
+    #: Pages read so far (all readers together).
+    pages: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
