@@ -197,10 +197,10 @@ def customer_answerer(settings: Settings) -> Answerer:
         return answer_pipeline(settings)
 
     def make() -> Answerer:
+        from app.dify.app_backend import DifyAppAnswerer, DifyAppClient, DifyConversations
         from app.extensions import db
         from app.pipeline.answer import REFUSAL_TEXT
         from app.pipeline.sensitive import load_filter
-        from app.services.dify_app import DifyAppAnswerer, DifyAppClient, DifyConversations
 
         return DifyAppAnswerer(
             DifyAppClient(

@@ -17,8 +17,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from app.controllers import errors as http_errors
 from app.controllers.api_auth import check_bearer
+from app.dify import retrieval as dify_retrieval
 from app.errors import BadRequest, Forbidden
-from app.services import dify_retrieval
 
 bp = Blueprint("dify", __name__, url_prefix="/dify")
 http_errors.install_dify(bp)

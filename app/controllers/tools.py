@@ -18,8 +18,8 @@ from marshmallow import Schema, ValidationError
 from app.controllers import errors as http_errors
 from app.controllers import tool_schemas as s
 from app.controllers.api_auth import check_bearer
+from app.dify import tools
 from app.errors import BadRequest, Unauthorized
-from app.services import tools
 from app.settings import Settings
 
 bp = Blueprint("tools", __name__, url_prefix="/tools")

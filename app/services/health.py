@@ -124,7 +124,7 @@ _UNFIT_DIFY_MODES = {
 
 def check_dify_app(settings: Settings) -> str:
     """ANSWER_BACKEND=dify: the app answers this key, and is a kind that can chat."""
-    from app.services.dify_app import DifyAppClient
+    from app.dify.app_backend import DifyAppClient
 
     client = DifyAppClient(settings.dify_app_api_url, settings.dify_app_api_key, timeout_s=2)
     info = client.app_info()

@@ -12,14 +12,14 @@ from functools import partial
 import pytest
 import sqlalchemy as sa
 
-from app.pipeline.answer import REFUSAL_TEXT
-from app.pipeline.sensitive import SensitiveWordFilter
-from app.services.dify_app import (
+from app.dify.app_backend import (
     DifyAppAnswerer,
     DifyAppClient,
     DifyAppUnavailable,
     DifyConversations,
 )
+from app.pipeline.answer import REFUSAL_TEXT
+from app.pipeline.sensitive import SensitiveWordFilter
 from app.settings import Settings
 from app.simulator.server import serve_in_thread
 from app.store import DifyConversation
@@ -212,7 +212,7 @@ def test_an_app_that_cannot_answer_gives_the_hand_off_reply_and_logs_why(
         key = "app-not-the-key"
     else:
         fake.fail_next(kind)
-    with caplog.at_level(logging.ERROR, logger="app.services.dify_app"):
+    with caplog.at_level(logging.ERROR, logger="app.dify.app_backend"):
         answer = _answerer(engine, url, key=key).answer("在吗", customer=_customer())
     assert answer.refused and answer.handoff and answer.text == REFUSAL_TEXT
     code = "unauthorized" if kind == "wrong_key" else kind
@@ -257,8 +257,8 @@ def test_healthz_names_the_dify_app_and_says_why_it_cannot_answer(
     dify: tuple[FakeDifyApp, str], tmp_path
 ) -> None:
     from app import create_app
+    from app.dify.app_backend import DifyAppRejected
     from app.extensions import db
-    from app.services.dify_app import DifyAppRejected
     from app.services.health import check_dify_app, overall
     from app.settings import load_settings
     from tests.support import free_port

@@ -17,9 +17,11 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.accounts import apikeys, users
+from app.dify import retrieval as dify_retrieval
+from app.dify import tools
 from app.extensions import db
-from app.services import dify_retrieval, llm_jobs, tools
 from app.services import knowledge as kb
+from app.services import llm_jobs
 from app.settings import load_settings
 from tests.support import free_port
 

@@ -6,11 +6,12 @@ import time
 from typing import Any
 
 from app import resources
+from app.dify import fetch
 from app.extensions import db
 from app.knowledge.store import Hit
 from app.metrics import ANSWERS
 from app.pipeline.privacy import mask_pii
-from app.services import fetch, llm_jobs
+from app.services import llm_jobs
 from app.settings import Settings
 from app.store import HandoffRequest
 

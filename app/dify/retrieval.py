@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from app import resources
+from app.dify.tools import passage
 from app.errors import BadRequest, NotFound
 from app.knowledge.store import Hit
-from app.services.tools import passage
 from app.settings import Settings
 
 WHOLE_BASE = {"all", "default", "*"}
