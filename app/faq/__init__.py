@@ -6,5 +6,7 @@
   verbatim, the model answering from that entry, or nothing;
 - ``judge``: the model asked once, yes or no, whether an entry answers the question (a
   prefill, no generation), before leaning on that entry instead of handing off;
-- ``calibration``: the thresholds derived from labelled questions for an embedding model.
+- ``calibration``: the thresholds derived from labelled questions for an embedding model;
+- ``instant``: FAQ answers in the web process, the reply to the channel's first request;
+- ``commands``: the `flask faq` commands.
 """

@@ -20,8 +20,8 @@ from app.accounts import apikeys, users
 from app.dify import retrieval as dify_retrieval
 from app.dify import tools
 from app.extensions import db
+from app.llm import jobs as llm_jobs
 from app.services import knowledge as kb
-from app.services import llm_jobs
 from app.settings import load_settings
 from tests.support import free_port
 
