@@ -9,8 +9,8 @@ from flask import current_app
 
 from app import resources
 from app.channels import api_for
+from app.knowledge import documents
 from app.messages import answering, inbound, sweeper
-from app.services import knowledge as knowledge_service
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +72,15 @@ def notify_waiting() -> int:
 def index_document(version_id: int) -> str:
     """Parse, chunk and index one uploaded version; progress is on its document row."""
     settings = _settings()
-    return knowledge_service.index_version(
+    return documents.index_version(
         version_id, resources.knowledge_store(settings), settings
     )
 
 
 @shared_task
 def sweep_knowledge() -> int:
-    """Re-queues uploads whose indexing task was lost (see knowledge.requeue_stalled)."""
-    ids = knowledge_service.requeue_stalled(_settings(), index_document.delay)
+    """Re-queues uploads whose indexing task was lost (see documents.requeue_stalled)."""
+    ids = documents.requeue_stalled(_settings(), index_document.delay)
     if ids:
         log.warning("re-queued indexing of %d stalled document versions: %s", len(ids), ids)
     return len(ids)
@@ -89,7 +89,7 @@ def sweep_knowledge() -> int:
 @shared_task
 def reindex_knowledge(full: bool = False, trigger: str = "beat", actor: str = "beat") -> str:
     """Blue/green rebuild (nightly by KB_REINDEX_CRON, or queued from the API)."""
-    from app.services.reindex import ReindexBusy, reindex
+    from app.knowledge.reindex import ReindexBusy, reindex
 
     settings = _settings()
     try:

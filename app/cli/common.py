@@ -25,9 +25,9 @@ def knowledge_store():  # noqa: ANN201 - KnowledgeStore
 
 
 def kb_errors():  # noqa: ANN201 - the exceptions a kb command reports without a traceback
+    from app.knowledge.documents import Conflict, NotFound
+    from app.knowledge.reindex import ReindexBusy
     from app.knowledge.sources import BadFile
     from app.knowledge.store import KnowledgeStoreError
-    from app.services.knowledge import Conflict, NotFound
-    from app.services.reindex import ReindexBusy
 
     return (BadFile, KnowledgeStoreError, Conflict, NotFound, ReindexBusy, NotADirectoryError)

@@ -34,8 +34,8 @@ def _print_reports(items: list) -> int:  # noqa: ANN001
 @click.option("--as", "as_user", help="Name recorded in the audit log.")
 def kb_ingest(directory: Path | None, prune: bool, if_empty: bool, as_user: str | None) -> None:
     """Index KNOWLEDGE_DIR (or --dir); unchanged documents are skipped by content hash."""
+    from app.knowledge.documents import ingest_folder
     from app.knowledge.store import OutdatedCollection
-    from app.services import knowledge
 
     settings = app_settings()
     store = knowledge_store()
@@ -50,7 +50,7 @@ def kb_ingest(directory: Path | None, prune: bool, if_empty: bool, as_user: str 
         if if_empty and count > 0:
             click.echo(f"knowledge base already has {count} chunks; skipping ingest")
             return
-        report = knowledge.ingest_folder(
+        report = ingest_folder(
             store,
             directory or settings.knowledge_dir,
             settings=settings,
@@ -72,7 +72,15 @@ def kb_ingest(directory: Path | None, prune: bool, if_empty: bool, as_user: str 
 @click.option("--as", "as_user", help="Name recorded in the audit log.")
 def kb_upload(files: tuple[Path, ...], category: str, replace: bool, as_user: str | None) -> None:
     """Add documents (FAQ csv/xlsx, docx, pdf, md, txt, html, images) and index them now."""
-    from app.services import knowledge
+    from app.knowledge.documents import (
+        add_document,
+        clean_filename,
+        exists,
+        get_document,
+        index_version,
+        replace_document,
+    )
+    from app.knowledge.sources import BadFile, make_doc_id
 
     settings = app_settings()
     store = knowledge_store()
@@ -80,23 +88,23 @@ def kb_upload(files: tuple[Path, ...], category: str, replace: bool, as_user: st
     for path in files:
         try:
             if not path.is_file():
-                raise knowledge.BadFile(f"{path}: no such file")
+                raise BadFile(f"{path}: no such file")
             data = path.read_bytes()
-            doc_id = knowledge.make_doc_id(knowledge.clean_filename(path.name))
-            if replace and knowledge.exists(doc_id):
-                version = knowledge.replace_document(
+            doc_id = make_doc_id(clean_filename(path.name))
+            if replace and exists(doc_id):
+                version = replace_document(
                     doc_id, data, path.name, actor=actor_name(as_user), settings=settings
                 )
             else:
-                version = knowledge.add_document(
+                version = add_document(
                     data, path.name, actor=actor_name(as_user), settings=settings, category=category
                 )
-            outcome = knowledge.index_version(version.id, store, settings)
+            outcome = index_version(version.id, store, settings)
         except kb_errors() as exc:
             click.echo(f"   failed  {path.name}: {exc}", err=True)
             failed += 1
             continue
-        doc = knowledge.get_document(version.document_id)
+        doc = get_document(version.document_id)
         click.echo(
             f"{outcome:>9}  {doc.chunk_count:>4} chunks  {doc.id}  (version {version.number})"
             + (f"  {doc.error}" if doc.error else "")
@@ -112,17 +120,17 @@ def kb_upload(files: tuple[Path, ...], category: str, replace: bool, as_user: st
 @click.option("--as", "as_user", help="Name recorded in the audit log.")
 def kb_replace(doc_id: str, file: Path, as_user: str | None) -> None:
     """Replace DOC_ID with FILE; the old version serves until the new one is indexed."""
-    from app.services import knowledge
+    from app.knowledge.documents import get_document, index_version, replace_document
 
     settings = app_settings()
     try:
-        version = knowledge.replace_document(
+        version = replace_document(
             doc_id, file.read_bytes(), file.name, actor=actor_name(as_user), settings=settings
         )
-        outcome = knowledge.index_version(version.id, knowledge_store(), settings)
+        outcome = index_version(version.id, knowledge_store(), settings)
     except kb_errors() as exc:
         raise click.ClickException(str(exc)) from None
-    doc = knowledge.get_document(doc_id)
+    doc = get_document(doc_id)
     click.echo(f"{outcome}: {doc_id} version {doc.version} serves, {doc.chunk_count} chunks")
     if outcome != DocumentStatus.INDEXED:
         raise click.ClickException(doc.error)
@@ -133,11 +141,11 @@ def kb_replace(doc_id: str, file: Path, as_user: str | None) -> None:
 @click.option("--as", "as_user", help="Name recorded in the audit log.")
 def kb_delete(doc_ids: tuple[str, ...], as_user: str | None) -> None:
     """Delete documents and every one of their vectors."""
-    from app.services import knowledge
+    from app.knowledge.documents import delete_document
 
     for doc_id in doc_ids:
         try:
-            removed = knowledge.delete_document(
+            removed = delete_document(
                 doc_id, actor=actor_name(as_user), store=knowledge_store(), settings=app_settings()
             )
         except kb_errors() as exc:
@@ -151,9 +159,9 @@ def kb_delete(doc_ids: tuple[str, ...], as_user: str | None) -> None:
 )
 def kb_list(status: str | None) -> None:
     """Documents with their status, progress and version."""
-    from app.services import knowledge
+    from app.knowledge.documents import list_documents
 
-    docs = knowledge.list_documents(status=status)
+    docs = list_documents(status=status)
     for doc in docs:
         state = doc.status
         if doc.status == DocumentStatus.PROCESSING:
@@ -173,10 +181,10 @@ def kb_list(status: str | None) -> None:
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default="hybrid")
 def kb_search(query: str, top_k: int, category: str | None, doc_id: str | None, mode: str) -> None:
     """Show the passages a question retrieves, with scores and sources."""
-    from app.services import knowledge
+    from app.knowledge.documents import search
 
     try:
-        hits = knowledge.search(
+        hits = search(
             knowledge_store(), query, top_k=top_k, category=category, doc_id=doc_id, mode=mode
         )
     except kb_errors() as exc:
@@ -192,7 +200,7 @@ def kb_search(query: str, top_k: int, category: str | None, doc_id: str | None, 
 
 
 def _rebuild(store: Any, settings: Any, as_user: str | None) -> None:
-    from app.services.reindex import reindex
+    from app.knowledge.reindex import reindex
 
     click.echo("the knowledge collection was built by an older version: rebuilding it")
     run = reindex(store, settings, full=True, actor=actor_name(as_user), trigger="upgrade")
@@ -206,7 +214,7 @@ def _rebuild(store: Any, settings: Any, as_user: str | None) -> None:
 @click.option("--as", "as_user", help="Name recorded in the audit log.")
 def kb_reindex(full: bool, as_user: str | None) -> None:
     """Blue/green rebuild: a new collection, verified, then the alias switched to it."""
-    from app.services.reindex import reindex
+    from app.knowledge.reindex import reindex
 
     bar = click.progressbar(length=1, label="reindexing", show_pos=True, file=sys.stderr)
 
@@ -237,7 +245,7 @@ def kb_reindex(full: bool, as_user: str | None) -> None:
 @click.option("-n", "limit", default=10, show_default=True)
 def kb_reindex_status(limit: int) -> None:
     """Recent reindex runs, newest first; a run whose process died shows abandoned."""
-    from app.services.reindex import recent_runs
+    from app.knowledge.reindex import recent_runs
 
     for run in recent_runs(limit, settings=app_settings()):
         finished = f"{run.finished_at:%Y-%m-%d %H:%M:%S}" if run.finished_at else "-"

@@ -28,8 +28,8 @@ from flask import (
 
 from app.accounts import audit
 from app.controllers.auth import signed_in_user
+from app.knowledge import documents as kb  # documents(): the page below
 from app.knowledge.validation import SUPPORTED_SUFFIXES
-from app.services import knowledge as kb
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

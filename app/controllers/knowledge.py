@@ -1,9 +1,9 @@
 """/api/knowledge: documents (upload, list, replace, delete), hit testing, reindex, audit.
 
-Controllers parse and authenticate, then call app.services.knowledge / reindex. Every error
-is JSON {"error": "..."} (app/controllers/errors.py, the staff console's format), its status
-carried by the exception: a file that cannot be accepted is 422 (413 over the size limit,
-415 an unsupported type), and nothing reaches the index.
+Controllers parse and authenticate, then call app/knowledge/ (documents.py,
+reindex.py). Every error is JSON {"error": "..."} (app/controllers/errors.py, the staff
+console's format), its status carried by the exception: a file that cannot be accepted is
+422 (413 over the size limit, 415 an unsupported type), and nothing reaches the index.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from app.controllers import csrf
 from app.controllers import errors as http_errors
 from app.controllers.auth import actor, login_required
 from app.errors import BadRequest, Unavailable
+from app.knowledge import documents
+from app.knowledge import reindex as reindex_service
 from app.knowledge.sources import BadFile
 from app.knowledge.store import SEARCH_MODES
 from app.knowledge.validation import FileTooLarge
-from app.services import knowledge as kb
-from app.services import reindex as reindex_service
 from app.settings import Settings
 from app.store import DocumentStatus
 
@@ -89,11 +89,11 @@ def _queued(version_id: int, doc_id: str) -> Any:
         # The broker's words (its address, its driver's error) are for the log only: the
         # document's error is shown on the admin page.
         log.error("could not queue indexing of %s: %s", doc_id, exc)
-        kb.mark_failed(doc_id, "could not queue indexing: the task queue is unavailable")
+        documents.mark_failed(doc_id, "could not queue indexing: the task queue is unavailable")
         raise Unavailable(
             "the upload is stored but indexing could not be queued; retry later"
         ) from exc
-    return jsonify(document=kb.document_dict(kb.get_document(doc_id))), 202
+    return jsonify(document=documents.document_dict(documents.get_document(doc_id))), 202
 
 
 @bp.get("/documents")
@@ -102,17 +102,17 @@ def list_documents() -> Any:
     status = request.args.get("status") or None
     if status is not None and status not in _STATUSES:
         raise BadRequest(f"status must be one of {', '.join(sorted(_STATUSES))}")
-    docs = kb.list_documents(
+    docs = documents.list_documents(
         status=status, category=request.args.get("category") or None, query=request.args.get("q")
     )
-    return jsonify(documents=[kb.document_dict(d) for d in docs], total=len(docs))
+    return jsonify(documents=[documents.document_dict(d) for d in docs], total=len(docs))
 
 
 @bp.post("/documents")
 @login_required()
 def upload_document() -> Any:
     data, filename, category = _upload()
-    version = kb.add_document(
+    version = documents.add_document(
         data, filename, actor=actor(), settings=_settings(), category=category or ""
     )
     return _queued(version.id, version.document_id)
@@ -121,8 +121,8 @@ def upload_document() -> Any:
 @bp.get("/documents/<path:doc_id>")
 @login_required()
 def get_document(doc_id: str) -> Any:
-    body = kb.document_dict(kb.get_document(doc_id))
-    body["versions"] = [kb.version_dict(v) for v in kb.versions_of(doc_id)]
+    body = documents.document_dict(documents.get_document(doc_id))
+    body["versions"] = [documents.version_dict(v) for v in documents.versions_of(doc_id)]
     return jsonify(document=body)
 
 
@@ -130,7 +130,7 @@ def get_document(doc_id: str) -> Any:
 @login_required()
 def replace_document(doc_id: str) -> Any:
     data, filename, category = _upload()
-    version = kb.replace_document(
+    version = documents.replace_document(
         doc_id, data, filename, actor=actor(), settings=_settings(), category=category
     )
     return _queued(version.id, doc_id)
@@ -140,7 +140,7 @@ def replace_document(doc_id: str) -> Any:
 @login_required()
 def delete_document(doc_id: str) -> Any:
     settings = _settings()
-    removed = kb.delete_document(
+    removed = documents.delete_document(
         doc_id, actor=actor(), store=resources.knowledge_store(settings), settings=settings
     )
     return jsonify(deleted=doc_id, chunks_removed=removed)
@@ -149,7 +149,7 @@ def delete_document(doc_id: str) -> Any:
 @bp.get("/categories")
 @login_required()
 def categories() -> Any:
-    return jsonify(categories=kb.categories())
+    return jsonify(categories=documents.categories())
 
 
 def _search_params(body: dict[str, Any]) -> dict[str, Any]:
@@ -186,12 +186,12 @@ def search() -> Any:
         raise BadRequest("send a JSON object with at least a query")
     params = _search_params(body)
     started = time.perf_counter()
-    hits = kb.search(resources.knowledge_store(_settings()), **params)
+    hits = documents.search(resources.knowledge_store(_settings()), **params)
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     return jsonify(
         query=params["query"],
         mode=params["mode"],
-        hits=[kb.hit_dict(h, rank) for rank, h in enumerate(hits, start=1)],
+        hits=[documents.hit_dict(h, rank) for rank, h in enumerate(hits, start=1)],
         took_ms=took_ms,
     )
 

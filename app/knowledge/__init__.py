@@ -1,8 +1,13 @@
-"""Knowledge base adapter: parse documents, chunk them, embed them and search them in Milvus.
+"""The knowledge base: documents parsed, chunked, embedded and searched in Milvus, and the
+documents' life in the database around it.
 
-Modules: sources (files -> Document), chunking (Document -> Chunk), embedding (text ->
-vectors), store (the Milvus collection and search: `KnowledgeStore`, assembled from
-connection, schema, aliases, writes, reads and search; the hybrid ranking in fusion),
-ingest (folder -> collection). Import the module you need; this package imports nothing
-heavy by itself.
+The adapter: sources (files -> Document; formats and validation behind it), chunking
+(Document -> Chunk), embedding (text -> vectors), store (the Milvus collection and search:
+`KnowledgeStore`, assembled from connection, schema, aliases, writes, reads and search;
+the hybrid ranking in fusion), ingest (folder -> collection, without the database).
+
+The use cases, on the documents table: documents (upload, index, replace, delete, search),
+reindex (the blue/green rebuild).
+
+Import the module you need; this package imports nothing heavy by itself.
 """

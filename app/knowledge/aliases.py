@@ -9,7 +9,7 @@ when the collection it had resolved was dropped under it (see `AliasedCollection
 
 `AliasedCollection` is the store's side of it: the collection name to hand Milvus, the
 physical builds behind the alias, and the switch that a reindex makes
-(app/services/reindex.py) once its new build is checked.
+(app/knowledge/reindex.py) once its new build is checked.
 """
 
 from __future__ import annotations

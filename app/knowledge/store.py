@@ -9,7 +9,7 @@ server or cluster. The class is assembled here from parts with one job each:
 - app/knowledge/schema.py: the collection's fields, indexes and BM25 function; creating,
   checking and loading it;
 - app/knowledge/aliases.py: the alias in front of the collection, its builds and the switch
-  a reindex makes (app/services/reindex.py);
+  a reindex makes (app/knowledge/reindex.py);
 - app/knowledge/writes.py: upserts, deletes and flushes of chunks;
 - app/knowledge/reads.py: counts and rows by filter;
 - app/knowledge/search.py: dense, BM25 and hybrid search (the two rankings fused in

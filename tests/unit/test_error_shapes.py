@@ -20,8 +20,8 @@ from app.accounts import apikeys, users
 from app.dify import retrieval as dify_retrieval
 from app.dify import tools
 from app.extensions import db
+from app.knowledge import documents
 from app.llm import jobs as llm_jobs
-from app.services import knowledge as kb
 from app.settings import load_settings
 from tests.support import free_port
 
@@ -111,7 +111,7 @@ def test_a_broker_outage_does_not_put_its_words_on_the_document(client: FlaskCli
 def _unexpected_bodies(app: Flask, client: FlaskClient) -> list[tuple[int, dict, str]]:
     failing = mock.Mock(side_effect=RuntimeError(SECRET))
     calls = []
-    with mock.patch.object(kb, "categories", failing):
+    with mock.patch.object(documents, "categories", failing):
         calls.append(client.get("/api/knowledge/categories", headers=_basic()))
     with mock.patch.object(tools, "search", failing):
         calls.append(client.post("/tools/search", json={"query": "x"}, headers=_bearer(app)))

@@ -29,9 +29,9 @@ from sqlalchemy import select
 from app.accounts import audit
 from app.errors import shown_text
 from app.extensions import db
+from app.knowledge.documents import WRITE_LOCK, lock_dir, parse_version
 from app.knowledge.sources import BadFile
 from app.knowledge.store import KnowledgeStore, KnowledgeStoreError
-from app.services.knowledge import WRITE_LOCK, lock_dir, parse_version
 from app.settings import Settings
 from app.store import Document, DocumentVersion, ReindexRun, ReindexStatus
 from app.store.locks import named_lock
