@@ -9,7 +9,7 @@ from flask import current_app
 
 from app import resources
 from app.channels import api_for
-from app.knowledge import documents
+from app.knowledge import indexing
 from app.messages import answering, inbound, sweeper
 
 log = logging.getLogger(__name__)
@@ -72,15 +72,15 @@ def notify_waiting() -> int:
 def index_document(version_id: int) -> str:
     """Parse, chunk and index one uploaded version; progress is on its document row."""
     settings = _settings()
-    return documents.index_version(
+    return indexing.index_version(
         version_id, resources.knowledge_store(settings), settings
     )
 
 
 @shared_task
 def sweep_knowledge() -> int:
-    """Re-queues uploads whose indexing task was lost (see documents.requeue_stalled)."""
-    ids = documents.requeue_stalled(_settings(), index_document.delay)
+    """Re-queues uploads whose indexing task was lost (see indexing.requeue_stalled)."""
+    ids = indexing.requeue_stalled(_settings(), index_document.delay)
     if ids:
         log.warning("re-queued indexing of %d stalled document versions: %s", len(ids), ids)
     return len(ids)

@@ -34,7 +34,7 @@ def _print_reports(items: list) -> int:  # noqa: ANN001
 @click.option("--as", "as_user", help="Name recorded in the audit log.")
 def kb_ingest(directory: Path | None, prune: bool, if_empty: bool, as_user: str | None) -> None:
     """Index KNOWLEDGE_DIR (or --dir); unchanged documents are skipped by content hash."""
-    from app.knowledge.documents import ingest_folder
+    from app.knowledge.folder import ingest_folder
     from app.knowledge.store import OutdatedCollection
 
     settings = app_settings()
@@ -77,9 +77,9 @@ def kb_upload(files: tuple[Path, ...], category: str, replace: bool, as_user: st
         clean_filename,
         exists,
         get_document,
-        index_version,
         replace_document,
     )
+    from app.knowledge.indexing import index_version
     from app.knowledge.sources import BadFile, make_doc_id
 
     settings = app_settings()
@@ -120,7 +120,8 @@ def kb_upload(files: tuple[Path, ...], category: str, replace: bool, as_user: st
 @click.option("--as", "as_user", help="Name recorded in the audit log.")
 def kb_replace(doc_id: str, file: Path, as_user: str | None) -> None:
     """Replace DOC_ID with FILE; the old version serves until the new one is indexed."""
-    from app.knowledge.documents import get_document, index_version, replace_document
+    from app.knowledge.documents import get_document, replace_document
+    from app.knowledge.indexing import index_version
 
     settings = app_settings()
     try:
@@ -181,7 +182,7 @@ def kb_list(status: str | None) -> None:
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default="hybrid")
 def kb_search(query: str, top_k: int, category: str | None, doc_id: str | None, mode: str) -> None:
     """Show the passages a question retrieves, with scores and sources."""
-    from app.knowledge.documents import search
+    from app.knowledge.lookup import search
 
     try:
         hits = search(

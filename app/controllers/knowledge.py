@@ -1,6 +1,6 @@
 """/api/knowledge: documents (upload, list, replace, delete), hit testing, reindex, audit.
 
-Controllers parse and authenticate, then call app/knowledge/ (documents.py,
+Controllers parse and authenticate, then call app/knowledge/ (documents.py, lookup.py,
 reindex.py). Every error is JSON {"error": "..."} (app/controllers/errors.py, the staff
 console's format), its status carried by the exception: a file that cannot be accepted is
 422 (413 over the size limit, 415 an unsupported type), and nothing reaches the index.
@@ -21,7 +21,7 @@ from app.controllers import csrf
 from app.controllers import errors as http_errors
 from app.controllers.auth import actor, login_required
 from app.errors import BadRequest, Unavailable
-from app.knowledge import documents
+from app.knowledge import documents, lookup
 from app.knowledge import reindex as reindex_service
 from app.knowledge.sources import BadFile
 from app.knowledge.store import SEARCH_MODES
@@ -186,12 +186,12 @@ def search() -> Any:
         raise BadRequest("send a JSON object with at least a query")
     params = _search_params(body)
     started = time.perf_counter()
-    hits = documents.search(resources.knowledge_store(_settings()), **params)
+    hits = lookup.search(resources.knowledge_store(_settings()), **params)
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     return jsonify(
         query=params["query"],
         mode=params["mode"],
-        hits=[documents.hit_dict(h, rank) for rank, h in enumerate(hits, start=1)],
+        hits=[lookup.hit_dict(h, rank) for rank, h in enumerate(hits, start=1)],
         took_ms=took_ms,
     )
 

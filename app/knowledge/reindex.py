@@ -29,7 +29,8 @@ from sqlalchemy import select
 from app.accounts import audit
 from app.errors import shown_text
 from app.extensions import db
-from app.knowledge.documents import WRITE_LOCK, lock_dir, parse_version
+from app.knowledge.documents import WRITE_LOCK, lock_dir
+from app.knowledge.indexing import parse_version
 from app.knowledge.sources import BadFile
 from app.knowledge.store import KnowledgeStore, KnowledgeStoreError
 from app.settings import Settings

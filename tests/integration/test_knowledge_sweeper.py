@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.extensions import db
-from app.knowledge import documents
+from app.knowledge import indexing
 from app.store import Document, DocumentVersion
 from tests.integration.test_wechat_callback import _app
 
@@ -36,11 +36,11 @@ def test_lost_indexing_tasks_are_requeued_once_per_period(tmp_path: Path) -> Non
         _upload("fresh.md", "queued", idle_s=5)  # just uploaded: its task is on its way
         sent: list[int] = []
 
-        assert documents.requeue_stalled(settings, sent.append) == [lost, died]
+        assert indexing.requeue_stalled(settings, sent.append) == [lost, died]
         assert sent == [lost, died]
         assert "re-queued" in db.session.get(Document, "lost.md").stage
         # Touched: the next sweep, a minute later, leaves them to the worker.
-        assert documents.requeue_stalled(settings, sent.append) == []
+        assert indexing.requeue_stalled(settings, sent.append) == []
 
 
 def test_nothing_is_requeued_while_a_worker_is_making_progress(tmp_path: Path) -> None:
@@ -50,5 +50,5 @@ def test_nothing_is_requeued_while_a_worker_is_making_progress(tmp_path: Path) -
         _upload("waiting.md", "queued", idle_s=900)  # behind a long PDF, not lost
         _upload("big.pdf", "processing", idle_s=3)
         sent: list[int] = []
-        assert documents.requeue_stalled(settings, sent.append) == []
+        assert indexing.requeue_stalled(settings, sent.append) == []
         assert sent == []
