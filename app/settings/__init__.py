@@ -26,6 +26,7 @@ from app.settings.kf import KfSettings
 from app.settings.knowledge import KnowledgeSettings, cron_schedule
 from app.settings.model import DEFAULT_LLM_FILE, ModelSettings
 from app.settings.safety import SafetySettings
+from app.settings.speech import SpeechSettings
 from app.settings.store import StoreSettings
 from app.settings.wechat import WeChatSettings
 from app.settings.wecom import WeComSettings
@@ -57,6 +58,7 @@ class Settings(
     ApiSettings,
     AnsweringSettings,
     KnowledgeSettings,
+    SpeechSettings,
     ModelSettings,
     StoreSettings,
     SafetySettings,
