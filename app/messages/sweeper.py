@@ -30,8 +30,8 @@ def sweep(
 ) -> list[int]:
     """Re-queues stale messages whose task is lost (never queued, or its worker died) and
     fails those whose attempts are spent, so none is re-queued forever. A message whose
-    task the broker still holds is waiting its turn and is left alone (app/services/
-    queued.py). Returns the ids re-queued."""
+    task the broker still holds is waiting its turn and is left alone (queued.py).
+    Returns the ids re-queued."""
     stale = stale_message_ids(settings, limit)
     held = queued.waiting(settings) if stale else set()
     requeued = []

@@ -259,7 +259,7 @@ def test_healthz_names_the_dify_app_and_says_why_it_cannot_answer(
     from app import create_app
     from app.dify.app_backend import DifyAppRejected
     from app.extensions import db
-    from app.services.health import check_dify_app, overall
+    from app.health import check_dify_app, overall
     from app.settings import load_settings
     from tests.support import free_port
 

@@ -78,7 +78,7 @@ def test_a_dependency_down_is_named_without_its_exception(
             from app.extensions import db
 
             db.create_all()
-    with caplog.at_level(logging.WARNING, logger="app.services.health"):
+    with caplog.at_level(logging.WARNING, logger="app.health"):
         resp = app.test_client().get("/healthz")
     assert resp.status_code == 503
     text = resp.get_data(as_text=True)

@@ -4,6 +4,9 @@
 check reports only a short fixed reason ("unreachable", "timeout", "auth failed", ...):
 a driver's exception can quote hosts, user names, SQL or file paths. The exception itself
 goes to the log, where the operator finds it.
+
+The caller (app/controllers/health.py) hands in the settings and the Celery app; the
+database is the Flask-SQLAlchemy session of the app context the check runs in.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
 from app.extensions import db
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +87,7 @@ def check_database() -> str:
     return db.engine.url.get_backend_name()
 
 
-def check_broker(settings: Settings) -> str:
-    from flask import current_app
-
-    celery = current_app.extensions["celery"]
+def check_broker(celery: Celery) -> str:
     with celery.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
         return conn.transport_cls if isinstance(conn.transport_cls, str) else "connected"
@@ -147,10 +150,10 @@ def overall(report: dict[str, dict[str, Any]]) -> tuple[str, int]:
     return ("ok" if all(c["ok"] for c in report.values()) else "degraded"), 200
 
 
-def check_all(settings: Settings) -> dict[str, dict[str, Any]]:
+def check_all(settings: Settings, celery: Celery) -> dict[str, dict[str, Any]]:
     checks = {
         "database": _timed("database", check_database),
-        "broker": _timed("broker", lambda: check_broker(settings)),
+        "broker": _timed("broker", lambda: check_broker(celery)),
         "milvus": _timed("milvus", lambda: check_milvus(settings)),
         # The tool API and /v1 answer with the model in either backend.
         "model": _timed("model", lambda: check_model(settings)),

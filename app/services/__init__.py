@@ -1,1 +1,0 @@
-"""Use cases that join the store, the core adapters and the queue."""
