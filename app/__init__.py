@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
-        # Staff sign-in cookie (app/controllers/auth.py): not sent on cross-site POSTs.
+        # Staff sign-in cookie (app/controllers/staff/auth.py): not sent on cross-site POSTs.
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SECURE=settings.session_cookie_secure,

@@ -1,6 +1,10 @@
-"""HTTP entry points: they parse and authenticate, then hand plain data to services.
+"""HTTP entry points: they parse and authenticate, then hand plain data to the domains.
 
-The channels' callbacks (/wechat, /wecom) live with their channel, in app/channels/."""
+Grouped by audience: staff/ (the staff console: pages, sign-in, its JSON APIs), api/ (the
+machine clients: the tool API, /dify, /v1); what every audience shares stays here (edge.py:
+the checks every request passes, errors.py: each audience's error format, health.py:
+/healthz). The channels' callbacks (/wechat, /wecom) live with their channel, in
+app/channels/."""
 
 from flask import Flask
 
@@ -18,23 +22,23 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(wecom_bp)
     app.register_blueprint(health_bp)
 
-    from app.controllers.auth import bp as auth_bp
-    from app.controllers.knowledge import bp as knowledge_bp
+    from app.controllers.staff.auth import bp as auth_bp
+    from app.controllers.staff.knowledge import bp as knowledge_bp
 
     app.register_blueprint(auth_bp)
-    from app.controllers.apikeys import bp as apikeys_bp
+    from app.controllers.staff.apikeys import bp as apikeys_bp
 
     app.register_blueprint(apikeys_bp)
     app.register_blueprint(knowledge_bp)
 
-    from app.controllers.admin import bp as admin_bp
+    from app.controllers.staff.pages import bp as admin_bp
 
     app.register_blueprint(admin_bp)
     # Dify integration: tool API + its OpenAPI document, External Knowledge API, /v1.
-    from app.controllers.dify import bp as dify_bp
-    from app.controllers.openai_compat import bp as openai_bp
-    from app.controllers.openapi import bp as openapi_bp
-    from app.controllers.tools import bp as tools_bp
+    from app.controllers.api.dify import bp as dify_bp
+    from app.controllers.api.openai_compat import bp as openai_bp
+    from app.controllers.api.openapi import bp as openapi_bp
+    from app.controllers.api.tools import bp as tools_bp
 
     app.register_blueprint(tools_bp)
     app.register_blueprint(openapi_bp)

@@ -91,7 +91,7 @@ def test_an_uploads_status_comes_from_its_exception_not_its_message(
 
 def test_a_conflict_names_the_document(client: FlaskClient) -> None:
     csv = "question,answer\n能开发票吗,可以\n".encode()
-    with mock.patch("app.controllers.knowledge._enqueue"):
+    with mock.patch("app.controllers.staff.knowledge._enqueue"):
         first, _ = _upload(client, csv, "dup.csv")
         second, body = _upload(client, csv, "dup.csv")
     assert first == 202
@@ -100,7 +100,7 @@ def test_a_conflict_names_the_document(client: FlaskClient) -> None:
 
 def test_a_broker_outage_does_not_put_its_words_on_the_document(client: FlaskClient) -> None:
     csv = "question,answer\n几点发货,下午五点前\n".encode()
-    with mock.patch("app.controllers.knowledge._enqueue", side_effect=OSError(SECRET)):
+    with mock.patch("app.controllers.staff.knowledge._enqueue", side_effect=OSError(SECRET)):
         status, body = _upload(client, csv, "queue-down.csv")
     assert status == 503 and SECRET not in str(body)
     doc = client.get("/api/knowledge/documents/queue-down.csv", headers=_basic()).get_json()

@@ -9,9 +9,9 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from app.accounts import apikeys, audit
-from app.controllers import csrf
 from app.controllers import errors as http_errors
-from app.controllers.auth import actor, login_required
+from app.controllers.staff import csrf
+from app.controllers.staff.auth import actor, login_required
 from app.errors import BadRequest
 from app.extensions import db
 from app.store import ApiKey

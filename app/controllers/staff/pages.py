@@ -27,7 +27,7 @@ from flask import (
 )
 
 from app.accounts import audit
-from app.controllers.auth import signed_in_user
+from app.controllers.staff.auth import signed_in_user
 from app.knowledge import documents as kb  # documents(): the page below
 from app.knowledge.validation import SUPPORTED_SUFFIXES
 

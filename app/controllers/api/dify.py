@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from app.controllers import errors as http_errors
-from app.controllers.api_auth import check_bearer
+from app.controllers.api.auth import check_bearer
 from app.dify import retrieval as dify_retrieval
 from app.errors import BadRequest, Forbidden
 

@@ -16,8 +16,8 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import Schema, ValidationError
 
 from app.controllers import errors as http_errors
-from app.controllers import tool_schemas as s
-from app.controllers.api_auth import check_bearer
+from app.controllers.api import tool_schemas as s
+from app.controllers.api.auth import check_bearer
 from app.dify import tools
 from app.errors import BadRequest, Unauthorized
 from app.settings import Settings

@@ -17,9 +17,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app import resources
 from app.accounts import audit
-from app.controllers import csrf
 from app.controllers import errors as http_errors
-from app.controllers.auth import actor, login_required
+from app.controllers.staff import csrf
+from app.controllers.staff.auth import actor, login_required
 from app.errors import BadRequest, Unavailable
 from app.knowledge import documents, lookup
 from app.knowledge import reindex as reindex_service

@@ -15,8 +15,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Response, current_app, jsonify
 
-from app.controllers.tool_schemas import Error
-from app.controllers.tools import OPERATIONS
+from app.controllers.api.tool_schemas import Error
+from app.controllers.api.tools import OPERATIONS
 from app.settings import Settings
 
 bp = Blueprint("openapi", __name__)

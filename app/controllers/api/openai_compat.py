@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.controllers import errors as http_errors
-from app.controllers.api_auth import check_bearer
+from app.controllers.api.auth import check_bearer
 from app.errors import BadRequest, NotFound, Unauthorized
 from app.llm import jobs as llm_jobs
 from app.settings import Settings

@@ -4,7 +4,7 @@ One check serves the browser and scripts: a signed Flask session cookie after
 POST /api/auth/login (SameSite=Lax, HttpOnly), or HTTP Basic credentials on each request.
 Cookie-authenticated requests that change something (logout included) must also send the
 session's CSRF token in ``X-CSRF-Token`` (login and /me return it), and no state-changing
-request may come from another site's page (app/controllers/csrf.py: login CSRF too).
+request may come from another site's page (app/controllers/staff/csrf.py: login CSRF too).
 Sessions end on the server, not only in the browser: the cookie carries the account's
 session epoch, which logging out, a password change and disabling the account move on, so
 an old cookie (copied, or kept by a shared computer) stops working in every process.
@@ -22,8 +22,8 @@ from flask import Blueprint, current_app, g, jsonify, request, session
 
 from app import resources
 from app.accounts import users
-from app.controllers import csrf
 from app.controllers import errors as http_errors
+from app.controllers.staff import csrf
 from app.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from app.extensions import db
 from app.safety.signin import Attempt, SignInGate
@@ -166,5 +166,5 @@ def me() -> Any:
 
 def signed_in_user() -> User | None:
     """The user of this request's session cookie, or None: for the server-rendered admin
-    pages (app/controllers/admin.py), which redirect to their login page instead of a 401."""
+    pages (app/controllers/staff/pages.py), which redirect to their login page instead of a 401."""
     return _session_user()

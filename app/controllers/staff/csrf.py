@@ -10,7 +10,7 @@ Three checks, each small and well understood:
   is another party), or whose Origin or Referer is not this service, is refused with 403.
   A request with none of them is not a browser's: scripts (curl, the CLI, Dify) go on.
 - **Session writes carry the session's token** (``X-CSRF-Token``, checked where the cookie
-  is used: app/controllers/auth.py), which another site cannot read.
+  is used: app/controllers/staff/auth.py), which another site cannot read.
 - **Sign-in takes JSON**, which another site can only send after a CORS preflight that this
   service never grants; a form-encoded sign-in must prove its origin (login CSRF: signing a
   victim into the attacker's account). No token here: one bound to the browser would need

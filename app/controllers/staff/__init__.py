@@ -1,0 +1,3 @@
+"""The staff console's HTTP side: the /admin pages (pages.py), sign-in and the session
+cookie (auth.py), the JSON APIs the pages call (/api/knowledge: knowledge.py, /api/apikeys:
+apikeys.py) and their cross-site request checks (csrf.py)."""
