@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from app.ocr import OcrEngine
     from app.pipeline.answer import AnswerPipeline
     from app.safety.ratelimit import FailureLog, WindowCounter
+    from app.speech import SpeechEngine
 
 _lock = threading.Lock()
 
@@ -226,6 +227,18 @@ def ocr_engine(settings: Settings) -> OcrEngine:
         return OcrEngine(max_pixels=settings.ocr_max_pixels)
 
     return _once("ocr", make)  # type: ignore[return-value]
+
+
+def speech_engine(settings: Settings) -> SpeechEngine:
+    """One speech engine per process; its model loads at the first voice message (about a
+    second for whisper-base), so a worker that never hears one never loads it."""
+
+    def make() -> SpeechEngine:
+        from app.speech import SpeechEngine
+
+        return SpeechEngine.from_settings(settings)
+
+    return _once("speech", make)  # type: ignore[return-value]
 
 
 def rate_counter(settings: Settings) -> WindowCounter:

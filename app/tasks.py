@@ -31,6 +31,7 @@ def answer_message(self, message_id: int) -> str:  # noqa: ANN001
             resources.customer_answerer(settings),
             api_for(inbound.channel_of(message_id), settings),
             ocr=lambda: resources.ocr_engine(settings),
+            speech=lambda: resources.speech_engine(settings),
         )
     except Exception as exc:
         # WeChat or a dependency is down for a while: back off, the message stays stored.

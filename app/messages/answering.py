@@ -23,12 +23,13 @@ from app.channels.api_client import WeChatAPIError
 from app.channels.wechat.split import split_message
 from app.channels.wechat.typing import typing_indicator
 from app.extensions import db
-from app.messages import claims, images
+from app.messages import claims, images, voice
 from app.metrics import ANSWER_OUTCOMES, ANSWER_SECONDS, ANSWERS
 from app.ocr import OcrEngine
 from app.pipeline.answer import Answer
 from app.pipeline.privacy import mask_pii
 from app.settings import Settings
+from app.speech import SpeechEngine
 from app.store import (
     UNANSWERED,
     AnswerOutcome,
@@ -85,6 +86,7 @@ def answer_message(
     pipeline: Answerer,
     api: ChannelAPI,
     ocr: Callable[[], OcrEngine] | None = None,
+    speech: Callable[[], SpeechEngine] | None = None,
 ) -> str:
     """Returns what happened: answered, ready (stored for a passive reply), skipped (someone
     else has it or it is done), later (the customer's earlier message comes first) or
@@ -94,7 +96,7 @@ def answer_message(
     if not claims.claim(message_id, settings.answer_claim_lease_s):
         return "skipped"
     with claims.keep_claim(message_id, settings.answer_claim_lease_s):
-        return _answer_claimed(message_id, settings, pipeline, api, ocr)
+        return _answer_claimed(message_id, settings, pipeline, api, ocr, speech)
 
 
 def _answer_claimed(
@@ -103,13 +105,14 @@ def _answer_claimed(
     pipeline: Answerer,
     api: ChannelAPI,
     ocr: Callable[[], OcrEngine] | None,
+    speech: Callable[[], SpeechEngine] | None,
 ) -> str:
     msg = db.session.get(InboundMessage, message_id)
     assert msg is not None
     try:
         replies = list(msg.replies)
         if not replies:
-            composed = _compose_answer(msg, settings, pipeline, api, ocr)
+            composed = _compose_answer(msg, settings, pipeline, api, ocr, speech)
             sources = json.dumps(composed.sources, ensure_ascii=False)
             for seq, piece in enumerate(split_message(composed.text)):
                 db.session.add(
@@ -183,8 +186,9 @@ def _compose_answer(
     pipeline: Answerer,
     api: ChannelAPI,
     ocr: Callable[[], OcrEngine] | None,
+    speech: Callable[[], SpeechEngine] | None = None,
 ) -> Composed:
-    """The answer for ``msg`` and what it was; images are read first."""
+    """The answer for ``msg`` and what it was; images are read and voice heard first."""
     started = time.perf_counter()
     question = msg.content
     if msg.msg_type == "image" and not question:
@@ -197,6 +201,16 @@ def _compose_answer(
         # Kept, so a retry after a failed send neither downloads nor reads it again.
         question = found.question
         msg.content = mask_pii(question)  # no phone, card or ID numbers at rest
+        db.session.commit()
+    if msg.msg_type == "voice" and not question:
+        if speech is None:
+            raise RuntimeError("a voice message needs a speech engine")
+        heard = voice.voice_question(msg, settings, api, speech)
+        if heard.question is None:
+            reply = heard.reply or voice.VOICE_NOT_NOW
+            return Composed(reply, [], AnswerOutcome.REPLIED, {"via": "voice not understood"})
+        question = heard.question
+        msg.content = mask_pii(question)  # kept: a retry does not transcribe it again
         db.session.commit()
     openid, customer = msg.customer, f"{msg.channel}:{msg.customer}"
     retried, since = msg.attempts > 1, msg.created_at

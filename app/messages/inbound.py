@@ -25,6 +25,7 @@ class IncomingMessage:
     msg_type: str
     content: str
     media_id: str = ""
+    media_format: str = ""
 
 
 def record(
@@ -57,6 +58,7 @@ def record(
         msg_type=msg.msg_type,
         content=mask_pii(msg.content),  # no phone, card or ID numbers at rest
         media_id=msg.media_id,
+        media_format=msg.media_format,
         status=MessageStatus.READY if answer is not None else status,
         delivery="passive" if answer is not None else delivery,
         outcome=outcome,

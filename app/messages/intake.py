@@ -118,12 +118,20 @@ def stored_type(fields: dict[str, str]) -> str:
     return "other"
 
 
+def _read_by_worker(msg_type: str, decision: Decision) -> bool:
+    """A picture, or a voice message WeChat did not recognise: the worker downloads it."""
+    return msg_type == "image" or (
+        msg_type == "voice" and decision.action == "answer" and not decision.text
+    )
+
+
 def incoming_from(channel: str, fields: dict[str, str], decision: Decision) -> IncomingMessage:
     """The message as stored, from a channel's accepted fields (``accepted_fields``).
 
     The type is ``stored_type``'s; a dedup key longer than its column keeps its start and
     a hash of the whole, so retries still match."""
     msg_type = stored_type(fields)
+    read = _read_by_worker(msg_type, decision)
     event = fields.get("Event", "").lower()
     # Events carry no MsgId: WeChat's retries of one repeat sender and CreateTime.
     dedup_key = fields.get("MsgId") or f"{fields['FromUserName']}:{fields['CreateTime']}:{event}"
@@ -134,7 +142,8 @@ def incoming_from(channel: str, fields: dict[str, str], decision: Decision) -> I
         customer=fields["FromUserName"],
         msg_type=msg_type,
         content=decision.text if decision.action in ("answer", "handoff") else "",
-        media_id=fields.get("MediaId", "") if msg_type == "image" else "",
+        media_id=fields.get("MediaId", "") if read else "",
+        media_format=fields.get("Format", "")[:16].lower() if read and msg_type == "voice" else "",
     )
 
 
@@ -154,7 +163,7 @@ def take_in(
     decision = route(fields, settings)
     incoming = incoming_from(channel, fields, decision)
     found = None
-    if instant and decision.action == "answer" and incoming.msg_type in ("text", "voice"):
+    if instant and decision.action == "answer" and decision.text:
         found = instant_faq.lookup(decision.text, settings)
     record: dict[str, Any] = {"delivery": delivery}
     if found is not None:

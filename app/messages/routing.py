@@ -1,6 +1,6 @@
 """What to do with each kind of WeChat message, decided before anything is queued.
 
-Only questions (text, recognised voice, pictures) go to the model; everything else gets an
+Only questions (text, voice, pictures) go to the model; everything else gets an
 immediate, polite passive reply (or none), so no message type can crash a worker or leave
 a customer without an answer.
 """
@@ -40,6 +40,11 @@ def route(fields: dict[str, str], settings: Settings) -> Decision:
     msg_type = fields.get("MsgType", "").lower()
     if msg_type in ("text", "voice"):
         text = fields.get("Content" if msg_type == "text" else "Recognition", "").strip()
+        heard_here = msg_type == "voice" and fields.get("MediaId") and settings.speech_transcribe
+        if not text and heard_here:
+            # No Recognition (WeCom, 微信客服, or an account without it): the worker
+            # downloads the audio and transcribes it here (app/messages/voice.py).
+            return Decision("answer")
         if not text:
             return Decision("reply", EMPTY_TEXT if msg_type == "text" else VOICE_UNCLEAR)
         if wants_person(text, settings.handoff_words):

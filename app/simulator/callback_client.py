@@ -140,8 +140,11 @@ class CallbackClient:
         recognition: str | None,
         msg_id: str | int | None = None,
         create_time: int | None = None,
+        audio_format: str = "amr",
     ) -> str:
-        return messages.voice(self.account, from_user, media_id, recognition, msg_id, create_time)
+        return messages.voice(
+            self.account, from_user, media_id, recognition, msg_id, create_time, audio_format
+        )
 
     def video(
         self,

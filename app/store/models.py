@@ -134,8 +134,12 @@ class InboundMessage(db.Model):
     #: (app/messages/claims.py) instead of waiting for the lease to lapse.
     claimed_by: Mapped[str] = mapped_column(String(160), default="", server_default="")
     # --- delivery (migration 0002_wechat_delivery) ---
-    #: WeChat's MediaId of an image, downloaded and read by the worker.
+    #: WeChat's MediaId of an image or an unrecognised voice message, downloaded and read
+    #: (OCR, speech) by the worker.
     media_id: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    #: The voice media's format as the channel named it (``Format``: amr, speex, silk;
+    #: migration 0014_media_format): headerless speex is told only by this.
+    media_format: Mapped[str] = mapped_column(String(16), default="", server_default="")
     #: How the answer reaches the customer: custom (customer-service API) or passive (the
     #: reply to one of WeChat's callback requests, for accounts without that API).
     delivery: Mapped[str] = mapped_column(String(16), default="custom", server_default="custom")

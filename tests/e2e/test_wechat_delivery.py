@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from celery import Celery
 from PIL import Image, ImageDraw, ImageFont
 
-from app.messages import images
+from app.messages import images, voice
 from app.messages.answering import FAILED_TEXT
 from app.pipeline.answer import TOO_LONG_TEXT
 from app.settings import Settings
@@ -36,6 +36,7 @@ from app.simulator.api import create_simulator_app
 from app.simulator.callback_client import CallbackClient, Delivery
 from app.simulator.server import serve_in_thread
 from app.simulator.state import WeChatAPISimulator
+from app.speech.errors import VOICE_NO_SPEECH, VOICE_UNREADABLE
 from tests.conftest import PG_ADMIN
 from tests.support import (
     BIN,
@@ -319,6 +320,46 @@ def test_unusable_media_gets_a_polite_reply(
     row = stack.wait_status(_msg_id(xml), "answered", 120)
     assert row.error == ""
     assert [m["content"] for m in stack.sent_to(openid)] == [expected]
+
+
+# --- voice ------------------------------------------------------------------------------
+
+VOICE = Path(__file__).parents[1] / "fixtures" / "voice"
+
+
+@pytest.mark.parametrize("audio_format", ["amr", "speex"])
+def test_voice_without_recognition_is_heard_and_answered(stack: Stack, audio_format: str) -> None:
+    """An account without speech recognition sends no Recognition: the worker downloads
+    the audio (media/get), transcribes it here, stores the words and answers them."""
+    media_id = f"V_{uuid.uuid4().hex[:10]}"
+    stack.sim.add_media(media_id, (VOICE / f"zh_order.{audio_format}").read_bytes(), "audio/amr")
+    openid = _openid()
+    client = stack.client("async")
+    xml = client.voice(openid, media_id, None, audio_format=audio_format)
+    assert client.post(xml).status_code == 200
+
+    row = stack.wait_status(_msg_id(xml), "answered")
+    assert "订单" in row.content, row.content  # what the customer said, stored as its text
+    sent = wait_until(lambda: stack.sent_to(openid), 60, "the answer")
+    assert len(sent) >= 1
+    assert sent[0]["content"] not in (voice.VOICE_EXPIRED, voice.VOICE_NOT_NOW, VOICE_UNREADABLE)
+    media_calls = [c for c in stack.sim.calls if c["path"] == "/cgi-bin/media/get"]
+    assert media_calls and media_calls[-1]["http_status"] == 200
+
+
+def test_undecodable_voice_gets_a_polite_reply(stack: Stack) -> None:
+    media_id = f"V_{uuid.uuid4().hex[:10]}"
+    stack.sim.add_media(media_id, b"#!AMR\n" + bytes(range(256)) * 4, "audio/amr")
+    openid = _openid()
+    client = stack.client("async")
+    xml = client.voice(openid, media_id, None)
+    assert client.post(xml).status_code == 200
+    row = stack.wait_status(_msg_id(xml), "answered", 120)
+    assert row.error == ""
+    assert [m["content"] for m in stack.sent_to(openid)] in (
+        [VOICE_UNREADABLE],
+        [VOICE_NO_SPEECH],
+    )
 
 
 # --- typing -----------------------------------------------------------------------------

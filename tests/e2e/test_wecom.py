@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,11 +28,13 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from app.channels.wecom.api import token_key
+from app.messages.voice import VOICE_NOT_NOW
 from app.settings import Settings
 from app.simulator.server import serve_in_thread
 from app.simulator.wecom import GETTOKEN, SEND, WeComAPISimulator, create_wecom_simulator_app
 from app.simulator.wecom_callback import WeComCallbackClient
 from app.simulator.wecom_cli import wecom as wecom_cli
+from app.speech.errors import VOICE_NO_SPEECH, VOICE_UNREADABLE
 from tests.conftest import temp_pg_database
 from tests.support import (
     BIN,
@@ -55,6 +58,7 @@ ANSWER_S = 240  # the first answers load the model in three processes on a small
 FAQ = "我的订单还没发货"  # answered with the stored FAQ answer (付款后48小时内发货)
 OPEN_QUESTION = "我上周付的款，大概还要等几天才会发出来呀？"  # no FAQ's own: the model answers
 DEFAULTS = Settings.model_fields
+VOICE = Path(__file__).parents[1] / "fixtures" / "voice"
 
 
 @dataclass
@@ -233,6 +237,23 @@ def test_three_deliveries_of_one_msgid_are_answered_once_via_message_send(
         k=msg_id,
     )
     assert [(r.channel, r.status) for r in rows] == [("wecom", "sent")]
+
+
+def test_a_voice_message_is_heard_here_and_answered(wecom: WeComService) -> None:
+    """WeCom never sends Recognition: the worker downloads the AMR (media/get) and
+    transcribes it locally; the words are stored and answered through message/send."""
+    media_id = f"V_{uuid.uuid4().hex[:10]}"
+    wecom.sim.add_media(media_id, (VOICE / "zh_order.amr").read_bytes(), "audio/amr")
+    client, member = wecom.client(), _member()
+    xml = client.voice(member, media_id, None)
+    resp = client.post(xml)
+    assert resp.status_code == 200 and resp.text == ""
+    msg_id = xml.split("<MsgId>")[1].split("</MsgId>")[0]
+    wait_until(lambda: wecom.status(msg_id) == "answered", ANSWER_S, "voice answered")
+    [row] = wecom.rows("SELECT content FROM inbound_messages WHERE dedup_key=:k", k=msg_id)
+    assert "订单" in row.content, row.content
+    [sent] = wecom.delivered(member)
+    assert sent["content"] not in (VOICE_UNREADABLE, VOICE_NO_SPEECH, VOICE_NOT_NOW)
 
 
 def test_cli_simulate_prints_the_answer_sent_through_message_send(wecom: WeComService) -> None:

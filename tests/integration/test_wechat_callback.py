@@ -98,17 +98,32 @@ def test_text_is_queued_once_for_three_tries(app: Flask, wechat: Wechat) -> None
     ]
 
 
-def test_voice_uses_recognition_and_asks_to_type_without_it(app: Flask, wechat: Wechat) -> None:
+def test_voice_uses_recognition_else_queues_the_audio_to_be_heard(
+    app: Flask, wechat: Wechat
+) -> None:
+    """Recognition is the question; without it the worker transcribes the audio
+    (tests/e2e/test_wechat_delivery.py), so its MediaId and Format are kept."""
     assert _reply(wechat.post(wechat.signer.voice("o_v", "m1", "多久能退款", msg_id="1"))) == ""
+    resp = wechat.post(wechat.signer.voice("o_v", "m2", None, msg_id="2", audio_format="speex"))
+    assert _reply(resp) == ""
+    assert [(r.status, r.content, r.media_id, r.media_format) for r in _rows(app)] == [
+        ("received", "多久能退款", "", ""),
+        ("received", "", "m2", "speex"),
+    ]
+
+
+def test_voice_without_recognition_asks_to_type_when_transcription_is_off(
+    tmp_path: Path,
+) -> None:
+    app = _app(tmp_path, speech_transcribe=False)
+    wechat = Wechat(
+        app.test_client(), CallbackClient("http://x/wechat", WECHAT["token"], WECHAT["app_id"])
+    )
     resp = wechat.post(wechat.signer.voice("o_v", "m2", None, msg_id="2"))
     assert VOICE_UNCLEAR in _reply(resp)
     resp = wechat.post(wechat.signer.voice("o_v", "m3", "", msg_id="3"))
     assert VOICE_UNCLEAR in _reply(resp)
-    assert [(r.status, r.content) for r in _rows(app)] == [
-        ("received", "多久能退款"),
-        ("answered", ""),
-        ("answered", ""),
-    ]
+    assert [(r.status, r.content) for r in _rows(app)] == [("answered", ""), ("answered", "")]
 
 
 def test_subscribe_gets_the_welcome_and_menu_clicks_their_reply(wechat: Wechat) -> None:
