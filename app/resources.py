@@ -77,9 +77,12 @@ def faq_tables(settings: Settings) -> TableHolder:
     store = knowledge_store(settings)  # not inside _once: its lock is not reentrant
 
     def make() -> TableHolder:
+        from app.faq.publishing import change_stamp
         from app.faq.table import MAX_ROWS, TableHolder
 
-        return TableHolder(lambda: store.faq_rows(limit=MAX_ROWS))
+        return TableHolder(
+            lambda: store.faq_rows(limit=MAX_ROWS), change_stamp(settings.database_url)
+        )
 
     return _once(f"faq:{settings.milvus_uri}:{settings.milvus_collection}", make)  # type: ignore[return-value]
 

@@ -30,6 +30,9 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(apikeys_bp)
     app.register_blueprint(knowledge_bp)
+    from app.controllers.staff.unanswered import bp as unanswered_bp
+
+    app.register_blueprint(unanswered_bp)
 
     from app.controllers.staff.pages import bp as admin_bp
 

@@ -34,6 +34,9 @@ from app.text import normalise
 log = logging.getLogger(__name__)
 
 REFRESH_S = 60.0
+#: How often a process asks whether the knowledge changed (``TableHolder``'s ``stamp``):
+#: an FAQ entry staff write on the page is answered by every process this soon after.
+POLL_S = 2.0
 #: A clause of a message counts on its own (``FaqTable.coverage``) from this many terms.
 MIN_CLAUSE_TERMS = 3
 _CLAUSE = re.compile(r"[，,。.!！？?；;\s]+")
@@ -318,10 +321,19 @@ class TableHolder:
 
     While Milvus cannot be read the thread keeps the last table and retries less and less
     often (up to ``MAX_BACKOFF_S``): every attempt waits out a connection timeout under
-    pymilvus's connection lock, which other readers (health checks) queue behind."""
+    pymilvus's connection lock, which other readers (health checks) queue behind.
 
-    def __init__(self, load_rows: Callable[[], Sequence[dict[str, Any]]]) -> None:
+    ``stamp``, when given, is asked every ``POLL_S`` for a value that changes whenever the
+    knowledge does (the documents table's last change: app/faq/publishing.py); a new value
+    reads the table at once instead of at the next ``REFRESH_S``."""
+
+    def __init__(
+        self,
+        load_rows: Callable[[], Sequence[dict[str, Any]]],
+        stamp: Callable[[], object] | None = None,
+    ) -> None:
         self._load_rows = load_rows
+        self._stamp = stamp
         self._table: FaqTable | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -361,8 +373,18 @@ class TableHolder:
                 )
                 self._thread.start()
 
+    def _changed(self, seen: object) -> tuple[bool, object]:
+        if self._stamp is None:
+            return False, seen
+        try:
+            now = self._stamp()
+        except Exception:  # noqa: BLE001 - the database is down: the period still refreshes
+            return False, seen
+        return now is not None and now != seen, now
+
     def _forever(self, stop: threading.Event) -> None:
         last, failures = -1, 0
+        _, seen = self._changed(None)
         while not stop.is_set():
             try:
                 count = len(self.refresh())
@@ -373,4 +395,10 @@ class TableHolder:
                 if not failures:
                     log.warning("could not read the FAQ entries: %s", exc)
                 failures += 1
-            stop.wait(min(REFRESH_S * 2 ** min(failures, 8), MAX_BACKOFF_S))
+            due = min(REFRESH_S * 2 ** min(failures, 8), MAX_BACKOFF_S)
+            waited = 0.0
+            while waited < due and not stop.wait(min(POLL_S, due - waited)):
+                waited += POLL_S
+                changed, seen = self._changed(seen)
+                if changed and not failures:
+                    break

@@ -93,6 +93,9 @@ def parse_version(version: DocumentVersion, doc: Document, settings: Settings, p
         limits=limits(settings),
         progress=progress,
     )
+    from app.faq.publishing import apply_overrides  # the staff's edits of its FAQ entries
+
+    parsed = apply_overrides(parsed)
     return parsed, chunk_document(parsed)
 
 

@@ -1,5 +1,6 @@
 """Relational store: SQLAlchemy models (schema changes go through migrations/)."""
 
+from app.store.curation import FaqRecord, UnansweredResolution
 from app.store.models import (
     UNANSWERED,
     AccessToken,
@@ -35,6 +36,7 @@ __all__ = [
     "Document",
     "DocumentStatus",
     "DocumentVersion",
+    "FaqRecord",
     "HandoffRequest",
     "HandoffStatus",
     "InboundMessage",
@@ -45,5 +47,6 @@ __all__ = [
     "ReindexRun",
     "ReindexStatus",
     "ReplyStatus",
+    "UnansweredResolution",
     "User",
 ]

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -111,7 +112,13 @@ class InboundMessage(db.Model):
     """
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (UniqueConstraint("channel", "dedup_key", name="uq_inbound_channel_dedup"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "dedup_key", name="uq_inbound_channel_dedup"),
+        # The staff's list pages (migration 0015_staff_curation).
+        Index("ix_inbound_created", "created_at"),
+        Index("ix_inbound_outcome_created", "outcome", "created_at"),
+        Index("ix_inbound_customer_created", "customer", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16), default="wechat")
@@ -360,6 +367,11 @@ class HandoffRequest(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=HandoffStatus.OPEN, index=True)
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # --- the hand-off inbox (migration 0015_staff_curation) ---
+    taken_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    closed_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ConversationTurn(db.Model):

@@ -47,6 +47,11 @@ AUDIT_ACTIONS = {
     "user.enable": "启用用户",
     "apikey.create": "创建接口密钥",
     "apikey.revoke": "吊销接口密钥",
+    "faq.create": "新建问答",
+    "faq.edit": "修改问答",
+    "faq.delete": "删除问答",
+    "unanswered.faq": "问题转为问答",
+    "unanswered.dismissed": "忽略问题",
 }
 AUDIT_LIMIT = 200
 
@@ -154,6 +159,13 @@ def search() -> Any:
 @page()
 def reindex() -> Any:
     return render_template("admin/reindex.html", **_context())
+
+
+@bp.get("/unanswered")
+@page()
+def unanswered() -> Any:
+    """The questions the bot could not answer, grouped; filled by unanswered.js."""
+    return render_template("admin/unanswered.html", **_context())
 
 
 @bp.get("/keys")

@@ -761,6 +761,9 @@
     refresh();
   }
 
+  // The helpers the other pages' scripts (unanswered.js) build on.
+  window.adminKit = { $, el, api, problem, show, formatTime };
+
   // --- start -----------------------------------------------------------------------
 
   const PAGES = {
