@@ -33,6 +33,9 @@ def register_blueprints(app: Flask) -> None:
     from app.controllers.staff.unanswered import bp as unanswered_bp
 
     app.register_blueprint(unanswered_bp)
+    from app.controllers.staff.faq import bp as faq_bp
+
+    app.register_blueprint(faq_bp)
 
     from app.controllers.staff.pages import bp as admin_bp
 

@@ -93,6 +93,8 @@ class RowReads:
                     output_fields=ENTRY_FIELDS,
                     limit=limit,
                     timeout=self.request_timeout,
+                    # An entry staff just wrote is in the table read its change set off.
+                    consistency_level="Strong",
                 )
             )
         )

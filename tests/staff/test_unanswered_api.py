@@ -12,16 +12,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
-from app.accounts import users
 from app.extensions import db
 from app.faq import publishing
-from app.settings import load_settings
 from app.store import AuditEntry, FaqRecord, InboundMessage, UnansweredResolution
-from tests.conftest import temp_pg_database
-from tests.support import free_port
+from tests.staff.conftest import STAFF
 
-STAFF = ("curator", "staff-pass-123")
 ASKED = [
     ("可以用比特币支付吗？", 3),
     ("你们支持比特币付款吗", 2),
@@ -29,23 +24,6 @@ ASKED = [
     ("宠物可以带进店里吗", 2),
     ("可以带狗进店吗", 1),
 ]
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    with temp_pg_database() as url:
-        settings = load_settings(
-            data_dir=tmp_path_factory.mktemp("data"),
-            database_url=url,
-            milvus_uri=f"http://127.0.0.1:{free_port()}",
-        )
-        app = create_app(settings)
-        with app.app_context():
-            db.create_all()
-            users.create_user(*STAFF, role="staff", actor="test")
-        yield app
-        with app.app_context():
-            db.engine.dispose()
 
 
 @pytest.fixture()
