@@ -9,7 +9,7 @@ fields on, everything is here):
 - ``spool``: verified messages kept on local disk while the database is down;
 - ``answering``: answering a stored message exactly once (claimed with ``claims``' lease,
   stored before it is sent, each piece marked sent); ``images``: questions asked with a
-  picture, read by OCR;
+  picture, read by OCR; ``voice``: questions asked by voice, transcribed here (app/speech/);
 - ``sweeper``: messages nobody is working on, queued again (``queued``: which ones the
   broker still holds a task for);
 - ``waiting``: telling a customer whose question waits in a backlog that it is coming.
