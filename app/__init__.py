@@ -53,6 +53,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.controllers import register_blueprints
 
     register_blueprints(app)
+    from app.controllers.api.mcp import bp as mcp_bp
+
+    app.register_blueprint(mcp_bp)  # /mcp: the tool API as an MCP server
 
     from app.cli import register_commands
 

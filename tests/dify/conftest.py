@@ -3,8 +3,10 @@ milvus-lite server, the real 0.5B model and real OCR; an API key made with the C
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,9 @@ from tests.support import (
     run_flask,
     start_service,
 )
+
+OCR_IMAGE = Path(__file__).resolve().parents[1] / "fixtures" / "ocr" / "multi-line_cn1.png"
+OCR_LINES = ["网络支付并无本质的区别，因为", "每一个手机号码和邮件地址背后"]
 
 
 @dataclass
@@ -77,3 +82,31 @@ def dify_service(
     engine.dispose()
     processes.stop("dify-web")
     processes.stop("dify-worker")
+
+
+@pytest.fixture(scope="module")
+def image_server() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path == "/shot.png":
+                data, ctype = OCR_IMAGE.read_bytes(), "image/png"
+            elif self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+                self.end_headers()
+                return
+            else:
+                data, ctype = b"<html>not an image</html>", "text/html"
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

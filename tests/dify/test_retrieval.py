@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from tests.dify.conftest import DifyService
+from tests.dify.external_knowledge import DifyExternalKnowledge, ExternalKnowledgeError
 
 pytestmark = pytest.mark.slow
 
@@ -142,3 +143,56 @@ def test_malformed_requests_are_400(dify_service: DifyService, body: object) -> 
     resp = dify_service.post("/dify/retrieval", json=body)
     assert resp.status_code == 400
     assert resp.json()["error_code"] == 400 and resp.json()["error_msg"]
+
+
+def _dify_client(dify_service: DifyService, key: str | None = None) -> DifyExternalKnowledge:
+    def post(url: str, headers: dict[str, str], body: object) -> tuple[int, object]:
+        resp = requests.post(url, headers=headers, json=body, timeout=30)
+        return resp.status_code, resp.json()
+
+    return DifyExternalKnowledge(post, dify_service.url + "/dify", key or dify_service.key)
+
+
+def test_the_2026_contract_against_the_real_knowledge_base(dify_service: DifyService) -> None:
+    dify = _dify_client(dify_service)
+    assert dify.register()
+    assert not _dify_client(dify_service, "wxcs_wrong").register()
+    # score_threshold 0.0 (switched off): top_k records, each with an object as metadata.
+    docs = dify.retrieve("all", "发票怎么开", top_k=5)
+    assert len(docs) == 5 and all(d.metadata["score"] is not None for d in docs)
+    categories = {d.metadata["category"] for d in docs}
+    # in / not in, as a list and as one comma-separated string.
+    some = sorted(categories)[:1]
+    kept = dify.retrieve(
+        "all",
+        "发票怎么开",
+        top_k=5,
+        metadata_condition={
+            "logical_operator": "and",
+            "conditions": [{"name": "category", "comparison_operator": "in", "value": some}],
+        },
+    )
+    assert kept and {d.metadata["category"] for d in kept} == set(some)
+    rest = dify.retrieve(
+        "all",
+        "发票怎么开",
+        top_k=5,
+        metadata_condition={
+            "conditions": [
+                {"name": "category", "comparison_operator": "not in", "value": ",".join(some)}
+            ]
+        },
+    )
+    assert rest and not {d.metadata["category"] for d in rest} & set(some)
+    # Nothing meets the condition: an empty result, not an error.
+    status, body = dify.request(
+        "all",
+        "发票怎么开",
+        metadata_condition={
+            "conditions": [{"name": "source", "comparison_operator": "end with", "value": ".x"}]
+        },
+    )
+    assert (status, body) == (200, {"records": []})
+    with pytest.raises(ExternalKnowledgeError) as caught:
+        dify.retrieve("没有这个分类", "退款")
+    assert caught.value.body["error_code"] == 2001

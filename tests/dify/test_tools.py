@@ -4,22 +4,15 @@ with a bearer key and JSON, against the running service."""
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
 from openapi_spec_validator import validate
 
 from tests.dify import dify_caller
-from tests.dify.conftest import DifyService
+from tests.dify.conftest import OCR_IMAGE, OCR_LINES, DifyService
 
 pytestmark = pytest.mark.slow
-
-OCR_IMAGE = Path(__file__).resolve().parents[1] / "fixtures" / "ocr" / "multi-line_cn1.png"
-OCR_LINES = ["网络支付并无本质的区别，因为", "每一个手机号码和邮件地址背后"]
 
 
 @pytest.fixture(scope="module")
@@ -106,34 +99,6 @@ def test_ocr_upload_reads_the_lines(tools, dify_service: DifyService) -> None:
     assert resp.status_code == 200, resp.text
     lines = [line["text"] for line in resp.json()["lines"]]
     assert lines[:2] == OCR_LINES
-
-
-@pytest.fixture(scope="module")
-def image_server() -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            if self.path == "/shot.png":
-                data, ctype = OCR_IMAGE.read_bytes(), "image/png"
-            elif self.path == "/redirect":
-                self.send_response(302)
-                self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-                self.end_headers()
-                return
-            else:
-                data, ctype = b"<html>not an image</html>", "text/html"
-            self.send_response(200)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_ocr_by_url(tools, dify_service: DifyService, image_server: str) -> None:

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.dify import dsl
-from tests.dify.conftest import DifyService
-from tests.dify.test_tools import OCR_IMAGE, OCR_LINES
+from tests.dify.conftest import OCR_IMAGE, OCR_LINES, DifyService
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))

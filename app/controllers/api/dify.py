@@ -24,10 +24,25 @@ bp = Blueprint("dify", __name__, url_prefix="/dify")
 http_errors.install_dify(bp)
 
 
+class _Names(fields.Field):
+    """A metadata field's name, or a list of names (Dify's older pages documented
+    ``name`` as an array): a non-empty string, or a non-empty list of them."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        names = value if isinstance(value, list) else [value]
+        if not names or not all(isinstance(n, str) and 0 < len(n) <= 256 for n in names):
+            raise ValidationError("a metadata field name (1-256 characters), or a list of them")
+        return value
+
+
 class _Condition(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    class Meta:
+        unknown = EXCLUDE
+
+    name = _Names(required=True)
     comparison_operator = fields.String(required=True)
-    value = fields.Raw(load_default=None)
+    # A string, a number, or a list of strings (in / not in); omitted for empty / not empty.
+    value = fields.Raw(load_default=None, allow_none=True)
 
 
 class _MetadataCondition(Schema):

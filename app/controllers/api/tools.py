@@ -42,6 +42,9 @@ class Operation:
     response: type[Schema]
     content_type: str
     plain: Callable[[dict[str, Any]], str]
+    #: The use case: the request schema's loaded body in, the response body out (inside an
+    #: app context; the MCP server at /mcp calls it too, app/controllers/api/mcp.py).
+    run: Callable[[dict[str, Any]], dict[str, Any]]
 
 
 OPERATIONS: list[Operation] = []
@@ -142,11 +145,12 @@ def tool(
             response_schema,
             content_type,
             plain,
+            fn,
         )
         OPERATIONS.append(op)
 
         def view() -> Any:
-            result = fn(_body(op))
+            result = op.run(_body(op))
             if _wants_plain():
                 return Response(op.plain(result), mimetype="text/plain")
             return jsonify(result)
