@@ -38,6 +38,7 @@ BROKER_DBS = {
     "difyapp": 7,
     "conn": 6,
     "chaos": 5,
+    "loop": 3,
 }
 
 
