@@ -36,6 +36,12 @@ def register_blueprints(app: Flask) -> None:
     from app.controllers.staff.faq import bp as faq_bp
 
     app.register_blueprint(faq_bp)
+    from app.controllers.staff.conversations import bp as conversations_bp
+
+    app.register_blueprint(conversations_bp)
+    from app.controllers.staff.handoffs import bp as handoffs_bp
+
+    app.register_blueprint(handoffs_bp)
 
     from app.controllers.staff.pages import bp as admin_bp
 

@@ -192,6 +192,28 @@ def take_in(
     return taken
 
 
+def _record_handoff(incoming: IncomingMessage) -> None:
+    """A customer who asked for a person is in the staff's hand-off inbox (app/
+    conversations/handoffs.py); 微信客服 records its own, with the session's hand-over. The
+    message is stored and answered either way: a failure here is logged, not raised."""
+    from app.conversations import handoffs
+    from app.extensions import db
+
+    if incoming.channel not in handoffs.RECORDED_AT_INTAKE:
+        return
+    try:
+        handoffs.record(
+            incoming.channel,
+            incoming.customer,
+            incoming.account,
+            handoffs.ASKED_FOR_PERSON,
+            incoming.content,
+        )
+    except Exception as exc:  # noqa: BLE001 - the customer's reply must still go out
+        db.session.rollback()
+        log.warning("hand-off of %s not recorded for the staff: %s", incoming.customer, exc)
+
+
 def admit_and_record(
     incoming: IncomingMessage, decision: Decision, settings: Settings, **record: Any
 ) -> Intake:
@@ -199,9 +221,13 @@ def admit_and_record(
     protection in the same transaction (``record``: extra arguments of inbound.record)."""
     status = _STATUS.get(decision.action, MessageStatus.IGNORED)
     if decision.action != "answer":
-        if decision.action in _OUTCOME:
-            record.setdefault("outcome", _OUTCOME[decision.action])
-        return Intake(decision, inbound.record(incoming, status=status, **record))
+        if decision.action in _OUTCOME and not record.get("outcome"):
+            # The WeChat callback passes outcome="" (no instant answer) for every message.
+            record["outcome"] = _OUTCOME[decision.action]
+        message_id = inbound.record(incoming, status=status, **record)
+        if message_id is not None and decision.action == "handoff":
+            _record_handoff(incoming)
+        return Intake(decision, message_id)
 
     busy = admission.backlog_full(settings)
     verdicts: list[admission.Verdict] = []

@@ -3,7 +3,11 @@
 WeChat played by the simulator's callback client): a customer asks what the knowledge does
 not cover → the question shows under 未解决问题 → staff write an FAQ entry from its group
 → the same question and its paraphrase, asked again, get the new answer verbatim as the
-passive reply (the web process's instant answer, from its refreshed FAQ table)."""
+passive reply (the web process's instant answer, from its refreshed FAQ table). Also on
+the same stack: an entry written and then edited on 问答条目 changes the next reply; a
+customer who writes "人工" is in the 转人工 inbox with their thread (masked, escaped), taken
+and closed there; 对话记录 shows that customer's thread newest first, the record behind a
+refusal, and filters by outcome."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import pytest
 import sqlalchemy as sa
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import Select
 
 from app.simulator.callback_client import CallbackClient
 from app.simulator.state import WeChatAPISimulator
@@ -102,6 +108,13 @@ def _outcome(engine: sa.Engine, content: str) -> str | None:
         ).scalar()
 
 
+def _reply_is(client: CallbackClient, text: str, expected: str) -> str | None:
+    """A new customer's question: its passive reply when that is ``expected``."""
+    delivery = client.deliver(client.text(f"o{uuid.uuid4().hex[:20]}", text))
+    content = (delivery.reply or {}).get("Content")
+    return content if content == expected else None
+
+
 def test_an_unanswered_question_becomes_a_verbatim_answer(
     stack: tuple[str, sa.Engine], browser: WebDriver
 ) -> None:
@@ -138,12 +151,119 @@ def test_an_unanswered_question_becomes_a_verbatim_answer(
     wait(browser).until(lambda d: css(d, "#unanswered-done").is_displayed(), "the entry saved")
     assert not browser.find_elements(By.CSS_SELECTOR, "#unanswered-error:not([hidden])")
 
-    def passive_reply(text: str) -> str | None:
-        delivery = client.deliver(client.text(f"o{uuid.uuid4().hex[:20]}", text))
-        reply = delivery.reply or {}
-        return reply.get("Content") if reply.get("Content") == ANSWER else None
-
     for text in (ASKED, PARAPHRASE):
         # Each process's FAQ table re-reads within seconds of the change.
-        assert wait_until(lambda t=text: passive_reply(t), 60, f"{text} answered verbatim", 2.0)
+        assert wait_until(
+            lambda t=text: _reply_is(client, t, ANSWER), 60, f"{text} answered verbatim", 2.0
+        )
         assert _outcome(engine, text) == "faq"
+
+
+def _open(browser: WebDriver, url: str, path: str) -> None:
+    """The page, signing in first when the browser is not signed in yet."""
+    browser.get(url + path)
+    if "/admin/login" in browser.current_url:
+        sign_in(browser, url, STAFF, path)
+
+
+def _row(browser: WebDriver, selector: str, text: str) -> WebElement | None:
+    return next(
+        (r for r in browser.find_elements(By.CSS_SELECTOR, selector) if text in r.text), None
+    )
+
+
+def test_an_entry_edited_on_the_faq_page_changes_the_next_reply(
+    stack: tuple[str, sa.Engine], browser: WebDriver
+) -> None:
+    url, _engine = stack
+    client = CallbackClient(url + "/wechat", WECHAT["token"], WECHAT["app_id"])
+    asked, first, second = (
+        "充电宝可以带上门店吗",
+        "可以带，门店有充电区。",
+        "可以带，门店的充电区在二楼。",
+    )
+    _open(browser, url, "/admin/faq")
+    css(browser, "#faq-new-box summary").click()
+    form = css(browser, "#faq-new")
+    css(form, "[name=question]").send_keys(asked)
+    css(form, "[name=answer]").send_keys(first)
+    css(browser, "#faq-create").click()
+    wait(browser).until(lambda d: css(d, "#faq-done").is_displayed(), "the entry saved")
+    assert wait_until(lambda: _reply_is(client, asked, first), 60, "the new answer", 2.0)
+    row = wait(browser).until(lambda d: _row(d, "#faq-rows tr.faq-entry", asked), "the entry")
+    css(row, "button.edit").click()
+    answer = wait(browser).until(lambda d: css(d, ".edit-faq [name=answer]"), "the edit form")
+    answer.clear()
+    answer.send_keys(second)
+    css(browser, ".edit-faq .save-edit").click()
+    wait(browser).until(lambda d: _row(d, "#faq-rows tr.faq-entry", second), "the edited entry")
+    assert wait_until(lambda: _reply_is(client, asked, second), 60, "the edited answer", 2.0)
+
+
+def test_the_handoff_inbox_and_the_conversation_log(
+    stack: tuple[str, sa.Engine], browser: WebDriver
+) -> None:
+    url, engine = stack
+    client = CallbackClient(url + "/wechat", WECHAT["token"], WECHAT["app_id"])
+    customer = f"o{uuid.uuid4().hex[:20]}"
+    question = "<b>我的快递 13812345678 三天没动了</b>"
+    client.deliver(client.text(customer, question))
+    wait_until(
+        lambda: _outcome(engine, question.replace("13812345678", "138****5678")),
+        ANSWER_S,
+        "answered",
+    )
+    client.deliver(client.text(customer, "人工"))
+
+    _open(browser, url, "/admin/handoffs")
+    card = wait(browser).until(
+        lambda d: next(
+            iter(d.find_elements(By.CSS_SELECTOR, f'.handoff[data-customer="{customer}"]')), None
+        ),
+        "the customer's request in the inbox",
+    )
+    assert card.get_attribute("data-status") == "open"
+    assert "138****5678" in card.text and "<b>" in card.text  # masked, shown as text
+    assert not card.find_elements(By.CSS_SELECTOR, ".thread b")
+    opened = int(css(browser, "#count-open").text)
+    css(card, "button.take").click()
+
+    def state(expected: str) -> WebElement | None:
+        cards = browser.find_elements(By.CSS_SELECTOR, f'.handoff[data-customer="{customer}"]')
+        return cards[0] if cards and cards[0].get_attribute("data-status") == expected else None
+
+    card = wait(browser).until(lambda d: state("taken"), "the request taken")
+    assert STAFF[0] in css(card, ".taken-by").text
+    assert int(css(browser, "#count-open").text) == opened - 1
+    css(card, "button.close").click()
+    wait(browser).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, f'.handoff[data-customer="{customer}"]'),
+        "the closed request gone from the open ones",
+    )
+    with engine.connect() as conn:
+        status, taken_by, closed_by = conn.execute(
+            sa.text("SELECT status, taken_by, closed_by FROM handoff_requests WHERE customer = :c"),
+            {"c": customer},
+        ).one()
+    assert (status, taken_by, closed_by) == ("closed", STAFF[0], STAFF[0])
+
+    _open(browser, url, f"/admin/conversations?customer={customer}")
+    wait(browser).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversation-rows tr.conversation")) == 2,
+        "the customer's thread",
+    )
+    rows = browser.find_elements(By.CSS_SELECTOR, "#conversation-rows tr.conversation")
+    assert [r.get_attribute("data-outcome") for r in rows][0] == "handed_off"  # newest first
+    assert "138****5678" in rows[1].text and "13812345678" not in browser.page_source
+    css(rows[1], "button.show-detail").click()
+    detail = wait(browser).until(
+        lambda d: css(d, "tr.detail-row:not([hidden]) pre.detail"), "detail"
+    )
+    assert "check" in detail.text  # why it was refused
+    select = Select(css(browser, "#outcome"))
+    select.select_by_value("handed_off")
+    css(browser, "#conversations-search").click()
+    wait(browser).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversation-rows tr.conversation")) == 1,
+        "only the hand-off",
+    )

@@ -28,6 +28,7 @@ from flask import (
 
 from app.accounts import audit
 from app.controllers.staff.auth import signed_in_user
+from app.conversations import handoffs as inbox
 from app.knowledge import documents as kb  # documents(): the page below
 from app.knowledge.validation import SUPPORTED_SUFFIXES
 
@@ -52,6 +53,8 @@ AUDIT_ACTIONS = {
     "faq.delete": "删除问答",
     "unanswered.faq": "问题转为问答",
     "unanswered.dismissed": "忽略问题",
+    "handoff.take": "接手转人工",
+    "handoff.close": "关闭转人工",
 }
 AUDIT_LIMIT = 200
 
@@ -166,6 +169,51 @@ def reindex() -> Any:
 def unanswered() -> Any:
     """The questions the bot could not answer, grouped; filled by unanswered.js."""
     return render_template("admin/unanswered.html", **_context())
+
+
+#: The outcomes of an answer, as the conversation log names them (app/store/models.py).
+OUTCOME_NAMES = {
+    "faq": "问答原文",
+    "generated": "模型回答",
+    "refused": "未能回答",
+    "handed_off": "转人工",
+    "failed": "失败",
+    "replied": "固定回复",
+    "rate_limited": "限流",
+    "busy": "排队已满",
+    "pending": "处理中",
+}
+
+
+@bp.get("/conversations")
+@page()
+def conversations() -> Any:
+    """Every customer message and its reply; filled by conversations.js."""
+    return render_template(
+        "admin/conversations.html", outcomes=list(OUTCOME_NAMES.items()), **_context()
+    )
+
+
+@bp.get("/faq")
+@page()
+def faq() -> Any:
+    """Every FAQ entry, edited in place; filled by faq.js from /api/faq."""
+    return render_template("admin/faq.html", **_context())
+
+
+HANDOFF_SOURCES = {"wechat": "公众号", "wecom": "企业微信", "kf": "微信客服", "dify": "转人工工具"}
+
+
+@bp.get("/handoffs")
+@page()
+def handoffs() -> Any:
+    """The hand-off inbox, its counts in the header; filled by handoffs.js."""
+    return render_template(
+        "admin/handoffs.html",
+        counts=inbox.counts(),
+        sources=list(HANDOFF_SOURCES.items()),
+        **_context(),
+    )
 
 
 @bp.get("/keys")
