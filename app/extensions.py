@@ -150,6 +150,17 @@ def celery_config(settings: Settings) -> dict:
     conf["task_routes"]["app.tasks.index_document"] = {"queue": "default"}
     conf["task_routes"]["app.tasks.reindex_knowledge"] = {"queue": "default"}
     conf["task_routes"]["app.tasks.sweep_knowledge"] = {"queue": "default"}
+    # 微信客服 (issue 17): its syncs on the default queue (a welcome code lasts 20 s), and
+    # every known account read again now and then, in case a callback was lost.
+    conf["task_routes"]["app.tasks.sync_kf"] = {"queue": "default"}
+    conf["task_routes"]["app.tasks.sync_kf_accounts"] = {"queue": "default"}
+    if settings.kf_configured:
+        from app.channels.kf import SAFETY_SYNC_EVERY_S
+
+        conf["beat_schedule"]["kf-sync-accounts"] = {
+            "task": "app.tasks.sync_kf_accounts",
+            "schedule": SAFETY_SYNC_EVERY_S,
+        }
     if settings.kb_reindex_cron:
         conf["beat_schedule"]["kb-reindex"] = {
             "task": "app.tasks.reindex_knowledge",

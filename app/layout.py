@@ -219,6 +219,16 @@ def simulator(port: int) -> Process:
     )
 
 
+def kf_simulator(port: int) -> Process:
+    """Demo mode (no 微信客服 account): the simulator plays 微信客服 (the kf API), notifying
+    the service's /kf after each customer action (``flask kf simulate``)."""
+    return Process(
+        "kf-simulator",
+        (*FLASK, "kf", "simulator", "--port", str(port)),
+        "demo mode: 微信客服's servers, simulated",
+    )
+
+
 def procfile(settings: Settings, shape: Shape, bin_dir: Path | None = None) -> str:
     """The processes as a Procfile, each line after a comment saying what it is for."""
     lines = [

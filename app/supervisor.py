@@ -1,7 +1,8 @@
 """`flask serve`: the whole service in the foreground on embedded defaults.
 
 Starts what the configuration does not point elsewhere (a milvus-lite server for a
-loopback MILVUS_URI; a WeChat simulator when no WeChat account is configured), applies
+loopback MILVUS_URI; a WeChat simulator when no WeChat account is configured, and a
+微信客服 simulator beside it when no 微信客服 account is either), applies
 migrations, indexes the sample knowledge on first run, then runs the web server, the
 workers and the scheduler under one honcho manager: Ctrl-C stops them all. Every command
 comes from the process table, app/layout.py.
@@ -21,7 +22,7 @@ from honcho.manager import Manager
 
 from app import layout
 from app.settings import Settings
-from app.simulator import DEMO_WECHAT
+from app.simulator import DEMO_KF, DEMO_KF_SIMULATOR_PORT, DEMO_WECHAT
 
 BIN = Path(sys.executable).parent
 
@@ -60,6 +61,17 @@ def _embedded_milvus(settings: Settings) -> subprocess.Popen | None:
     return proc
 
 
+def _kf_simulator(env: dict[str, str], port: int) -> subprocess.Popen:
+    """Demo mode's 微信客服: its simulator (which notifies our /kf), and the service's
+    KF_* settings pointed at it (``env``, which every process of the service gets)."""
+    env.update(DEMO_KF)
+    env["KF_API_BASE_URL"] = f"http://127.0.0.1:{port}"
+    print(f"[serve] no 微信客服 account configured: its simulator on 127.0.0.1:{port}")
+    proc = subprocess.Popen(layout.resolve(layout.kf_simulator(port).argv, BIN), env=env)
+    _wait_port("127.0.0.1", port, proc, "微信客服 simulator")
+    return proc
+
+
 def run_all(
     settings: Settings,
     *,
@@ -68,6 +80,7 @@ def run_all(
     web_workers: int,
     llm_workers: int,
     simulator_port: int,
+    kf_simulator_port: int = DEMO_KF_SIMULATOR_PORT,
 ) -> int:
     env = dict(os.environ)
     helpers: list[subprocess.Popen] = []
@@ -88,6 +101,8 @@ def run_all(
             sim = layout.simulator(simulator_port)
             helpers.append(subprocess.Popen(layout.resolve(sim.argv, BIN), env=env))
             _wait_port("127.0.0.1", simulator_port, helpers[-1], "WeChat simulator")
+            if not settings.kf_configured:
+                helpers.append(_kf_simulator(env, kf_simulator_port))
         milvus = _embedded_milvus(settings)
         if milvus:
             helpers.append(milvus)
@@ -107,6 +122,10 @@ def run_all(
                 extra += f" --simulator-url http://127.0.0.1:{simulator_port}"
             command = f".venv/bin/flask --app app wechat simulate{extra}"
             print(f"[serve] try it:  {command} '我的订单还没发货'")
+            if not settings.kf_configured:
+                kf = f" --simulator-url {env['KF_API_BASE_URL']}"
+                kf = "" if kf_simulator_port == DEMO_KF_SIMULATOR_PORT else kf
+                print(f"[serve] 微信客服: .venv/bin/flask --app app kf simulate{kf} '满多少包邮？'")
         manager.loop()
         return manager.returncode or 0
     except subprocess.CalledProcessError as exc:

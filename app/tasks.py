@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from flask import current_app
@@ -110,3 +111,43 @@ def llm_api_job(job_id: str, kind: str, payload: dict) -> None:
     from app.llm.jobs import run_queued_job
 
     run_queued_job(_settings(), job_id, kind, payload)
+
+
+
+@shared_task(bind=True, max_retries=30, acks_late=True, reject_on_worker_lost=True)
+def sync_kf(self, open_kfid: str, token: str = "", queued_at: float | None = None) -> int:  # noqa: ANN001
+    """Reads a 微信客服 account's new messages and takes each in (app/channels/kf/intake.py):
+    queued by its callback with the callback's token, by beat without one. On the default
+    queue, not the model's: enter_session's welcome_code lasts 20 s. Retried as
+    ``intake.retry_after`` says (the stored cursor makes a retry resume)."""
+    from app.channels.kf import intake as kf_intake
+
+    settings = _settings()
+    queued_at = queued_at or time.time()
+    try:
+        return kf_intake.sync(settings, open_kfid, token)
+    except Exception as exc:
+        again = kf_intake.retry_after(
+            exc, open_kfid, token, queued_at=queued_at, retries=self.request.retries,
+            backoff_s=settings.answer_retry_backoff_s,
+        )  # fmt: skip
+        if again is None:
+            return 0
+        raise self.retry(
+            args=(open_kfid, again.token),
+            kwargs={"queued_at": queued_at},
+            exc=exc,
+            countdown=again.countdown,
+        ) from exc
+
+
+@shared_task
+def sync_kf_accounts() -> int:
+    """Safety net (beat): every 微信客服 account read so far read again without a token, so
+    messages whose callback was lost are answered all the same."""
+    from app.channels.kf.intake import known_accounts
+
+    accounts = known_accounts(_settings())
+    for open_kfid in accounts:
+        sync_kf.delay(open_kfid, "")
+    return len(accounts)

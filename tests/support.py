@@ -38,6 +38,7 @@ BROKER_DBS = {
     "difyapp": 7,
     "conn": 6,
     "chaos": 5,
+    "kf": 4,
     "loop": 3,
 }
 
@@ -191,10 +192,15 @@ def healthy(url: str) -> bool:
     return requests.get(url + "/healthz", timeout=5).status_code == 200
 
 
-def worker_args(name: str, concurrency: int = 1, pool: str = "prefork") -> list[str]:
-    """The process table's Celery worker (app/layout.py) on both queues, with the test's
-    pool and concurrency (named per stack: control replies never mix across stacks)."""
-    queues = (layout.LLM_QUEUE, layout.DEFAULT_QUEUE)
+def worker_args(
+    name: str,
+    concurrency: int = 1,
+    pool: str = "prefork",
+    queues: tuple[str, ...] = (layout.LLM_QUEUE, layout.DEFAULT_QUEUE),
+) -> list[str]:
+    """The process table's Celery worker (app/layout.py), on both queues unless told, with
+    the test's pool and concurrency (named per stack: control replies never mix across
+    stacks)."""
     argv = layout.celery_worker(
         queues, name=name, pool=pool, concurrency=concurrency, loglevel="INFO"
     )
@@ -210,9 +216,10 @@ def start_service(
     concurrency: int = 1,
     port: int | None = None,
     pool: str = "prefork",
+    queues: tuple[str, ...] = (layout.LLM_QUEUE, layout.DEFAULT_QUEUE),
 ) -> str:
     """Migrates, indexes the knowledge, starts the process table's web role (app/layout.py)
-    and a Celery worker on both queues (`worker_args`), and returns the URL once /healthz says
+    and a Celery worker on ``queues`` (`worker_args`), and returns the URL once /healthz says
     200 and every web process holds its FAQ table (instant answers)."""
     from app.settings import load_settings
 
@@ -222,7 +229,7 @@ def start_service(
         settings = load_settings()  # as the web processes will read ``env``
     web = layout.web(settings, host="127.0.0.1", port=port, workers=web_workers)
     processes.start(f"{name}-web", layout.resolve(web, BIN), env)
-    processes.start(f"{name}-worker", worker_args(name, concurrency, pool), env)
+    processes.start(f"{name}-worker", worker_args(name, concurrency, pool, queues), env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: healthy(url), 120, "healthz 200")

@@ -1,6 +1,6 @@
 """Messaging channels: verify, decrypt, dedupe and acknowledge; then hand work to tasks.
 
-A package per channel holds all of that channel (wechat/, wecom/); callbacks.py is what
+A package per channel holds all of that channel (wechat/, wecom/, kf/); callbacks.py is what
 their encrypted-callback controllers share, api_client.py their HTTP client. Past the
 callback, the answer task sees a channel only as a ``ChannelAPI`` (``api_for``).
 """
@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 
 class ChannelAPI(Protocol):
     """What answering a message needs of its channel's outbound API. The Official
-    Account's (app/channels/wechat/api.py) and WeCom's (app/channels/wecom/api.py) are
-    both one; failures raise app.channels.api_client.WeChatAPIError (``retryable`` says
-    whether a retry may succeed). Positional-only: each names its customer id its way."""
+    Account's (app/channels/wechat/api.py), WeCom's (app/channels/wecom/api.py) and
+    微信客服's (app/channels/kf/api.py ``KfChannel``) are each one; failures raise
+    app.channels.api_client.WeChatAPIError (``retryable`` says whether a retry may
+    succeed). Positional-only: each names its customer id its way."""
 
     def send_text(self, customer: str, content: str, /) -> None:
         """Sends one text (one piece of an answer) to the customer."""
@@ -39,6 +40,10 @@ def api_for(channel: str, settings: Settings) -> ChannelAPI:
         from app.channels.wecom.api import WeComAPI
 
         return WeComAPI(settings)
+    if channel == "kf":
+        from app.channels.kf.api import KfChannel
+
+        return KfChannel(settings)
     from app.channels.wechat.api import OfficialAccountAPI
 
     return OfficialAccountAPI(settings)

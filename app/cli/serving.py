@@ -7,6 +7,7 @@ import sys
 import click
 
 from app.cli.common import app_settings
+from app.simulator import DEMO_KF_SIMULATOR_PORT
 
 
 @click.command("serve")
@@ -20,7 +21,20 @@ from app.cli.common import app_settings
     show_default=True,
     help="where demo mode runs the WeChat simulator",
 )
-def serve(host: str, port: int, web_workers: int, llm_workers: int, simulator_port: int) -> None:
+@click.option(
+    "--kf-simulator-port",
+    default=DEMO_KF_SIMULATOR_PORT,
+    show_default=True,
+    help="where demo mode runs the 微信客服 simulator (when no 微信客服 account is configured)",
+)
+def serve(
+    host: str,
+    port: int,
+    web_workers: int,
+    llm_workers: int,
+    simulator_port: int,
+    kf_simulator_port: int,
+) -> None:
     """Run everything in the foreground: Milvus, web, workers, scheduler. Ctrl-C stops all."""
     from app.supervisor import run_all
 
@@ -32,5 +46,6 @@ def serve(host: str, port: int, web_workers: int, llm_workers: int, simulator_po
             web_workers=web_workers,
             llm_workers=llm_workers,
             simulator_port=simulator_port,
+            kf_simulator_port=kf_simulator_port,
         )
     )

@@ -3,7 +3,7 @@
 Grouped by audience: staff/ (the staff console: pages, sign-in, its JSON APIs), api/ (the
 machine clients: the tool API, /dify, /v1); what every audience shares stays here (edge.py:
 the checks every request passes, errors.py: each audience's error format, health.py:
-/healthz). The channels' callbacks (/wechat, /wecom) live with their channel, in
+/healthz). The channels' callbacks (/wechat, /wecom, /kf) live with their channel, in
 app/channels/."""
 
 from flask import Flask
@@ -14,12 +14,19 @@ def register_blueprints(app: Flask) -> None:
     from app.controllers import edge
 
     edge.install(app)
+    from app.channels.kf.controller import ENQUEUE as KF_ENQUEUE
+    from app.channels.kf.controller import bp as kf_bp
+    from app.channels.kf.intake import enqueue_sync as kf_enqueue_sync
     from app.channels.wechat.controller import bp as wechat_bp
     from app.channels.wecom.controller import bp as wecom_bp
     from app.controllers.health import bp as health_bp
 
     app.register_blueprint(wechat_bp)
     app.register_blueprint(wecom_bp)
+    app.register_blueprint(kf_bp)
+    # A 微信客服 notification (/kf, or /wecom where the kf API goes through that app)
+    # queues the account's sync: the Celery task sync_kf.
+    app.extensions[KF_ENQUEUE] = kf_enqueue_sync
     app.register_blueprint(health_bp)
 
     from app.controllers.staff.auth import bp as auth_bp

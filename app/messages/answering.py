@@ -20,7 +20,10 @@ from sqlalchemy import select
 
 from app.channels import ChannelAPI
 from app.channels.api_client import WeChatAPIError
-from app.channels.wechat.split import split_message
+from app.channels.kf import CHANNEL as KF
+from app.channels.kf.api import REPLIES_PER_MESSAGE as KF_REPLIES_PER_MESSAGE
+from app.channels.kf.api import SESSION_STATE_INVALID as KF_PERSON_HOLDS
+from app.channels.wechat.split import MAX_PIECES, split_message
 from app.channels.wechat.typing import typing_indicator
 from app.extensions import db
 from app.messages import claims, images, voice
@@ -114,7 +117,8 @@ def _answer_claimed(
         if not replies:
             composed = _compose_answer(msg, settings, pipeline, api, ocr, speech)
             sources = json.dumps(composed.sources, ensure_ascii=False)
-            for seq, piece in enumerate(split_message(composed.text)):
+            pieces = split_message(composed.text, max_pieces=max_pieces(msg))
+            for seq, piece in enumerate(pieces):
                 db.session.add(
                     OutboundReply(inbound_id=msg.id, seq=seq, content=piece, sources=sources)
                 )
@@ -135,6 +139,8 @@ def _answer_claimed(
             api.send_text(msg.customer, reply.content)
             reply.status, reply.sent_at, reply.via = ReplyStatus.SENT, datetime.now(UTC), "custom"
             db.session.commit()
+        if msg.outcome == AnswerOutcome.REFUSED and msg.channel == KF:
+            _hand_over_after_refusal(msg, api)
         msg.status = MessageStatus.ANSWERED
         db.session.commit()
         ANSWERS.labels(outcome=MessageStatus.ANSWERED).inc()
@@ -146,6 +152,11 @@ def _answer_claimed(
                 return MessageStatus.FAILED
             _release(msg, str(exc))
             raise
+        if msg.channel == KF and exc.errcode == KF_PERSON_HOLDS:
+            # 微信客服: people took the session meanwhile; theirs to answer, not a failure.
+            _held_by_people(msg, str(exc), exc.errcode, exc.errmsg)
+            log.info("message %s: people hold the session, not answered by the bot", message_id)
+            return MessageStatus.HANDOFF
         _fail(msg, str(exc), exc.errcode, exc.errmsg)
         log.error("message %s not deliverable: %s", message_id, exc)
         return MessageStatus.FAILED
@@ -233,15 +244,53 @@ def _compose_answer(
     return _composed(answer, started)
 
 
+def max_pieces(msg: InboundMessage) -> int:
+    """How many texts an answer may be split into: 微信客服 takes 5 replies per customer
+    message (a sixth is 95001), the wait notice (app/messages/waiting.py) among them."""
+    if msg.channel != KF:
+        return MAX_PIECES
+    return KF_REPLIES_PER_MESSAGE - (1 if msg.wait_notice_at is not None else 0)
+
+
+def _hand_over_after_refusal(msg: InboundMessage, api: ChannelAPI) -> None:
+    """微信客服 hands the session to people (``KfChannel.hand_over``) once the bot said it
+    cannot help, after saying so (once moved, send_msg is refused); the other channels
+    leave it to the customer (the refusal tells them to write "人工"). Repeated after a
+    crash, it changes nothing."""
+    hand_over = getattr(api, "hand_over", None)
+    if hand_over is None:
+        return
+    try:
+        hand_over(msg.customer, reason="the bot could not answer", summary=msg.content)
+    except Exception as exc:  # noqa: BLE001 - the refusal went out; the customer may ask
+        log.warning("message %s: the session was not handed to people: %s", msg.id, exc)
+
+
+def _held_by_people(msg: InboundMessage, error: str, errcode: int | None, errmsg: str) -> None:
+    _end(msg, MessageStatus.HANDOFF, AnswerOutcome.HANDED_OFF, error, errcode, errmsg)
+    ANSWER_OUTCOMES.labels(outcome=AnswerOutcome.HANDED_OFF, via="with people").inc()
+
+
 def _fail(msg: InboundMessage, error: str, errcode: int | None, errmsg: str) -> None:
-    msg.status, msg.error = MessageStatus.FAILED, error[:2000]
-    msg.outcome = AnswerOutcome.FAILED
+    _end(msg, MessageStatus.FAILED, AnswerOutcome.FAILED, error, errcode, errmsg)
+    ANSWER_OUTCOMES.labels(outcome=AnswerOutcome.FAILED, via="").inc()
+
+
+def _end(
+    msg: InboundMessage,
+    status: MessageStatus,
+    outcome: AnswerOutcome,
+    error: str,
+    errcode: int | None,
+    errmsg: str,
+) -> None:
+    """The message ended unanswered (``status``), its unsent pieces marked failed."""
+    msg.status, msg.error, msg.outcome = status, error[:2000], outcome
     for reply in msg.replies:
         if reply.status != ReplyStatus.SENT:
             reply.status, reply.errcode, reply.errmsg = ReplyStatus.FAILED, errcode, errmsg[:2000]
     db.session.commit()
-    ANSWERS.labels(outcome=MessageStatus.FAILED).inc()
-    ANSWER_OUTCOMES.labels(outcome=AnswerOutcome.FAILED, via="").inc()
+    ANSWERS.labels(outcome=status).inc()
 
 
 def give_up_if_spent(

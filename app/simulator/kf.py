@@ -92,6 +92,7 @@ class KfSimulator(KfEndpoints, WeComAPISimulator):
         self._notifications: list[Notification] = []
         self._empty_pages = 0
         self._pages_served = 0
+        self._sync_requests: list[dict[str, Any]] = []
 
     @property
     def default_account(self) -> str:
@@ -118,6 +119,20 @@ class KfSimulator(KfEndpoints, WeComAPISimulator):
     def pages_served(self) -> int:
         with self._lock:
             return self._pages_served
+
+    @property
+    def sync_requests(self) -> list[dict[str, Any]]:
+        """What each sync_msg asked for: open_kfid, voice_format, limit, with_token."""
+        with self._lock:
+            return [dict(r) for r in self._sync_requests]
+
+    def unread(self, cursor: str, open_kfid: str | None = None) -> int:
+        """How many of the account's messages come after ``cursor`` (one sync_msg issued;
+        "": the whole log): 0 once a reader has read everything."""
+        account = open_kfid or self.default_account
+        with self._lock:
+            start = self._cursors[cursor][1] if cursor else 0
+            return len(self._log[account]) - start
 
     def take_notifications(self) -> list[Notification]:
         """The callbacks WeCom owes since the last call (one per appended message)."""

@@ -20,6 +20,7 @@ from typing import Any
 import click
 import requests
 
+from . import DEMO_KF, DEMO_KF_SIMULATOR_PORT
 from .cli import (
     callback_url_option,
     check_encrypted_url,
@@ -31,16 +32,6 @@ from .cli import (
 from .kf import DEMO_OPEN_KFID, KfSimulator
 from .kf_callback import KfCallbackClient
 from .kf_server import create_kf_simulator_app
-
-#: What a demo uses when no 微信客服 account is configured.
-DEMO_KF = {
-    "KF_TOKEN": "kfdemotoken",
-    "KF_ENCODING_AES_KEY": "kfDemoKey0000000000000000000000000000000000",
-    "KF_CORP_ID": "wwdemo0000000000",
-    "KF_SECRET": "demo-kf-secret",
-}
-DEMO_KF_SIMULATOR_PORT = 9300
-
 
 _env_option = partial(env_option, DEMO_KF)
 

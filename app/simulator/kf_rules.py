@@ -19,6 +19,8 @@ STATE_GET = "/cgi-bin/kf/service_state/get"
 STATE_TRANS = "/cgi-bin/kf/service_state/trans"
 
 SYNC_LIMIT_MAX = 1000
+#: sync_msg's voice_format: 0 AMR (the default), 1 SILK.
+VOICE_FORMATS = (0, 1)
 TEXT_LIMIT_BYTES = 2048
 REPLIES_PER_MESSAGE = 5
 WINDOW_S = 48 * 3600
@@ -101,8 +103,19 @@ class KfEndpoints:
             return self.error(40035)
         if not 1 <= limit <= SYNC_LIMIT_MAX:
             return self.error(40035, f"invalid limit {limit}, 1-1000")
+        voice_format = body.get("voice_format", 0)
+        if voice_format not in VOICE_FORMATS:
+            return self.error(40035, f"invalid voice_format {voice_format!r}, 0 or 1")
         with self._lock:
             now = self.clock()
+            self._sync_requests.append(
+                {
+                    "open_kfid": account,
+                    "voice_format": voice_format,
+                    "limit": limit,
+                    "with_token": bool(body.get("token")),
+                }
+            )
             bad = self._check_sync_token(str(body.get("token") or ""), account, now)
             if bad:
                 return bad

@@ -15,7 +15,7 @@ from app.settings import load_settings
 from app.simulator.kf import KfSimulator
 from app.simulator.kf_server import create_kf_simulator_app
 from app.simulator.server import ServerHandle, serve_in_thread
-from app.store import AccessToken, InboundMessage, KfCursor
+from app.store import AccessToken, HandoffRequest, InboundMessage, KfCursor, OutboundReply
 from tests.conftest import temp_pg_database
 from tests.support import free_port
 
@@ -57,7 +57,7 @@ def kf_app(data_dir: Path, database_url: str, api_url: str, **overrides: object)
     app = create_app(load_settings(**values))
     with app.app_context():
         db.create_all()
-        for model in (KfCursor, InboundMessage, AccessToken):
+        for model in (OutboundReply, KfCursor, InboundMessage, AccessToken, HandoffRequest):
             db.session.execute(db.delete(model))
         db.session.commit()
     return app

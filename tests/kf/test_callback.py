@@ -1,6 +1,7 @@
-"""The 微信客服 callback (app/channels/kf/controller.py, registered here on a test app): the
-encrypted URL check, kf_msg_or_event queued as a sync, refused input as a 4xx with a
-reason, and the simulator notifying the real callback over HTTP, whose sync reads back."""
+"""The 微信客服 callback (app/channels/kf/controller.py; its queueing replaced here by a
+list or an inline sync): the encrypted URL check, kf_msg_or_event queued as a sync,
+refused input as a 4xx with a reason, and the simulator notifying the real callback over
+HTTP, whose sync reads back."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.channels.kf.api import KfAPI
-from app.channels.kf.controller import ENQUEUE, URL, bp
+from app.channels.kf.controller import ENQUEUE, URL
 from app.channels.kf.sync import sync_account
 from app.channels.wechat.security import sign
+from app.extensions import db
 from app.simulator.kf import DEMO_OPEN_KFID, KfSimulator
 from app.simulator.kf_callback import KfCallbackClient, kf_event_xml
 from app.simulator.kf_server import create_kf_simulator_app
 from app.simulator.server import serve_in_thread
+from app.simulator.wecom_callback import WeComCallbackClient
 from tests.kf.conftest import AES, CORP, SECRET, TOKEN, kf_app
 
 OTHER_AES = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
@@ -29,7 +32,6 @@ OTHER_AES = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
 
 @pytest.fixture()
 def kf(app: Flask) -> Iterator[tuple[FlaskClient, list[tuple[str, str]]]]:
-    app.register_blueprint(bp)
     queued: list[tuple[str, str]] = []
     app.extensions[ENQUEUE] = lambda kfid, token: queued.append((kfid, token))
     yield app.test_client(), queued
@@ -115,7 +117,6 @@ def test_a_notification_that_cannot_be_queued_is_retried_by_wecom(
 
 def test_off_when_not_configured(pg_url: str, tmp_path: Path, signer: KfCallbackClient) -> None:
     app = kf_app(tmp_path, pg_url, "http://127.0.0.1:9", kf_token="")
-    app.register_blueprint(bp)
     resp = _post(app.test_client(), signer, signer.notification(DEMO_OPEN_KFID, "tok"))
     assert resp.status_code == 503
 
@@ -126,7 +127,6 @@ def test_the_simulator_notifies_the_callback_and_the_sync_reads_back(
     """Over HTTP both ways: a customer writes in the simulator, which POSTs the encrypted
     notification to our /kf; its sync (run inline here, a Celery task in production)
     pulls the message with the notification's token."""
-    app.register_blueprint(bp)
     settings = app.extensions["settings"]
     taken: list[str] = []
 
@@ -163,7 +163,6 @@ def test_the_cli_verifies_and_plays_a_customer(app: Flask) -> None:
     from app.channels.kf.api import KfChannel
     from app.simulator.kf_cli import kf as kf_cli
 
-    app.register_blueprint(bp)
     settings = app.extensions["settings"]
 
     def answer_now(kfid: str, token: str) -> None:
@@ -188,3 +187,51 @@ def test_the_cli_verifies_and_plays_a_customer(app: Flask) -> None:
             )
     assert said.exit_code == 0, said.output
     assert said.output.strip() == "收到：在吗"
+
+
+WECOM_TOKEN, WECOM_AGENT = "wecomtoken9", "1000002"
+WECOM = {
+    "wecom_token": WECOM_TOKEN,
+    "wecom_aes_key": OTHER_AES,
+    "wecom_corp_id": CORP,
+    "wecom_agent_id": WECOM_AGENT,
+    "wecom_secret": "s3cret",
+}
+
+
+def test_a_notification_at_the_wecom_apps_callback_is_queued_too(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Where 微信客服's API is called through the WeCom app (微信客服 → API → 可调用接口的
+    应用), its notifications come to that app's callback: /wecom queues them as /kf does."""
+    app = kf_app(tmp_path, pg_url, "http://127.0.0.1:9", **WECOM)
+    queued: list[tuple[str, str]] = []
+    app.extensions[ENQUEUE] = lambda kfid, token: queued.append((kfid, token))
+    wecom = WeComCallbackClient("http://x/wecom", WECOM_TOKEN, CORP, OTHER_AES, WECOM_AGENT)
+    client = app.test_client()
+
+    def post(xml: str):  # noqa: ANN202
+        prepared = wecom.prepare(xml)
+        return client.post("/wecom", query_string=prepared.params, data=prepared.body)
+
+    resp = post(kf_event_xml(CORP, DEMO_OPEN_KFID, "ENCwecomapp"))
+    assert resp.status_code == 200 and resp.get_data() == b""
+    assert queued == [(DEMO_OPEN_KFID, "ENCwecomapp")]
+    assert post(kf_event_xml(CORP, DEMO_OPEN_KFID, "")).status_code == 400
+
+    def broker_down(kfid: str, token: str) -> None:
+        raise ConnectionError("broker down")
+
+    app.extensions[ENQUEUE] = broker_down
+    assert post(kf_event_xml(CORP, DEMO_OPEN_KFID, "ENCagain")).status_code == 503
+    with app.app_context():
+        db.engine.dispose()
+
+    # Without the 微信客服 channel nothing could read the messages: acknowledged, dropped.
+    off = kf_app(tmp_path, pg_url, "http://127.0.0.1:9", kf_token="", **WECOM)
+    off.extensions[ENQUEUE] = lambda kfid, token: queued.append((kfid, token))
+    prepared = wecom.prepare(kf_event_xml(CORP, DEMO_OPEN_KFID, "ENCoff"))
+    resp = off.test_client().post("/wecom", query_string=prepared.params, data=prepared.body)
+    assert resp.status_code == 200 and len(queued) == 1
+    with off.app_context():
+        db.engine.dispose()

@@ -171,3 +171,62 @@ def test_the_tests_worker_is_the_tables_on_both_queues() -> None:
     assert argv[1:] == layout.celery_worker(
         ["llm", "default"], name="stack", pool="threads", concurrency=3, loglevel="INFO"
     )[1:]
+
+
+def test_demo_mode_starts_the_wechat_and_kf_simulators(
+    defaults: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No WeChat account and no 微信客服 one: both simulators start, and every process of
+    the service gets the demo credentials and the simulators' addresses."""
+    from app.simulator import DEMO_KF, DEMO_WECHAT
+
+    started: list[tuple[list[str], dict[str, str]]] = []
+    envs: list[dict[str, str]] = []
+
+    class Popen:
+        def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+            started.append((argv, dict(env or {})))
+
+        def terminate(self) -> None: ...
+
+        def wait(self, timeout: float) -> int:
+            return 0
+
+    class Manager:
+        returncode = 0
+
+        def add_process(self, name: str, command: str, env: dict[str, str]) -> None:
+            envs.append(env)
+
+        def loop(self) -> None:
+            pass
+
+    monkeypatch.setattr(supervisor, "Manager", Manager)
+    monkeypatch.setattr(supervisor.subprocess, "Popen", Popen)
+    monkeypatch.setattr(supervisor.subprocess, "run", lambda argv, **kw: None)
+    monkeypatch.setattr(supervisor, "_wait_port", lambda *args, **kwargs: None)
+    settings = defaults.model_copy(
+        update={"milvus_uri": "http://milvus.internal:19530", "data_dir": tmp_path}
+    )
+    assert supervisor.run_all(
+        settings,
+        host="127.0.0.1",
+        port=8123,
+        web_workers=1,
+        llm_workers=1,
+        simulator_port=9101,
+        kf_simulator_port=9301,
+    ) == 0
+    argvs = [argv for argv, _ in started]
+    assert argvs == [
+        layout.resolve(layout.simulator(9101).argv, supervisor.BIN),
+        layout.resolve(layout.kf_simulator(9301).argv, supervisor.BIN),
+    ]
+    kf_env = started[1][1]
+    assert kf_env["PUBLIC_BASE_URL"] == "http://127.0.0.1:8123"  # it notifies our /kf
+    for env in envs:
+        assert {k: env[k] for k in DEMO_KF} == DEMO_KF
+        assert {k: env[k] for k in DEMO_WECHAT} == DEMO_WECHAT
+        assert env["KF_API_BASE_URL"] == "http://127.0.0.1:9301"
+    options = {p.name: p.default for p in serve.params}
+    assert options["kf_simulator_port"] == 9300

@@ -14,6 +14,8 @@ sync.py        every page until has_more is 0, the cursor stored before the page
                in; only customers' messages (origin 3) and enter_session events come out
 handoff.py     moving a session to people (service_state/trans) and "does a person hold it"
 controller.py  the encrypted callback: URL check, kf_msg_or_event queued as a sync
+intake.py      what becomes of each message a sync reads (the glue to app/messages), and
+               the sync queued (the Celery task app.tasks.sync_kf)
 fields.py      a kf message as the plain fields every channel's intake takes
 
 Signatures and AES are WeCom's (app/channels/wechat/security.py, receiveid = CorpID).
@@ -21,3 +23,8 @@ Signatures and AES are WeCom's (app/channels/wechat/security.py, receiveid = Cor
 
 #: InboundMessage.channel of this channel's messages.
 CHANNEL = "kf"
+
+#: How often beat reads every known account again without a token (app.tasks
+#: sync_kf_accounts): a safety net for lost callbacks, rare enough for WeChat's strict
+#: limit on token-less sync_msg calls.
+SAFETY_SYNC_EVERY_S = 300.0

@@ -41,6 +41,8 @@ INVALID_OPEN_KFID = 95000
 SEND_COUNT_LIMIT = 95001  # a sixth reply to one customer message
 SEND_TIME_LIMIT = 95002  # more than 48 hours after the customer's last message
 SESSION_STATE_INVALID = 95018  # send_msg while the session is not the bot's (2, 3, 4)
+INVALID_CODE = 95007  # a used or expired code or sync token (assumed; docs/kf-contract.md)
+RATE_LIMITED = 45009  # WeCom's frequency limit: sync_msg without a token meets it soonest
 
 
 class Origin(IntEnum):
@@ -212,7 +214,10 @@ class KfChannel:
     (InboundMessage.account), given or looked up. Before the first text to a customer the
     session is read once: while a person holds it or the customer waits for one, the bot
     stays silent, as a permanent WeChatAPIError 95018 (recorded, never retried) instead
-    of a send WeChat would refuse."""
+    of a send WeChat would refuse.
+
+    Beyond ``ChannelAPI``: ``hand_over``, which answering calls after a refusal (the bot
+    could not help): the session goes to people (app/channels/kf/handoff.py)."""
 
     def __init__(
         self,
@@ -222,6 +227,7 @@ class KfChannel:
         open_kfid: str = "",
         check_state: bool = True,
     ) -> None:
+        self.settings = settings
         self.api = api or KfAPI(settings)
         self.open_kfid = open_kfid
         self.check_state = check_state
@@ -246,6 +252,15 @@ class KfChannel:
 
     def download_media(self, media_id: str, max_bytes: int, /) -> Media:
         return self.api.download_media(media_id, max_bytes)
+
+    def hand_over(self, customer: str, /, *, reason: str, summary: str = "") -> None:
+        """Moves the customer's session to people and records it for the staff (after the
+        bot's last words: once moved, kf/send_msg is refused)."""
+        from app.channels.kf.handoff import hand_off
+
+        open_kfid = self.open_kfid or account_of(customer)
+        hand_off(self.api, self.settings, open_kfid, customer, reason=reason, summary=summary)
+        self._cleared.discard((open_kfid, customer))
 
 
 def account_of(customer: str) -> str:

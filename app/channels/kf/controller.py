@@ -5,10 +5,11 @@ timestamp, nonce and ciphertext, the plaintext naming our CorpID as receiveid; t
 check (GET) sends an encrypted ``echostr`` whose plaintext must come back. A POST only
 notifies: ``kf_msg_or_event`` with a ``Token`` (for sync_msg, valid 10 minutes) and the
 ``OpenKfId`` that has news. The reply is an empty 200 at once; the reading is queued
-(``app.extensions[ENQUEUE]``, a callable(open_kfid, token) the wiring sets: a Celery
-task running app/channels/kf/sync.py). A notification that cannot be queued gets 503, so
+(``app.extensions[ENQUEUE]``, a callable(open_kfid, token) that
+app/controllers/__init__.py sets: intake.enqueue_sync, the Celery task ``sync_kf``
+running app/channels/kf/sync.py). A notification that cannot be queued gets 503, so
 WeCom tries again; and each sync reads from the stored cursor, so a lost notification
-only delays messages until the next one.
+only delays messages until the next one (or beat's token-less round).
 """
 
 from __future__ import annotations
@@ -86,10 +87,26 @@ def receive() -> Response | tuple[Response, int]:
     settings = _settings()
     envelope = parse_xml(decode_xml(request.get_data(cache=False)))
     fields = parse_xml(_check_signed(settings, envelope.get("Encrypt", "")))
-    if fields.get("MsgType", "").lower() != "event" or fields.get("Event") != "kf_msg_or_event":
+    if not is_notification(fields):
         # Signed, so acknowledged (a 4xx would be retried); nothing else is ours to read.
         log.info("kf: ignored a callback of type %r", fields.get("Event") or fields.get("MsgType"))
         return _done("ignored", started)
+    if not queue_sync(fields):
+        KF_CALLBACKS.labels(outcome="queue_unavailable").inc()
+        return jsonify(error="could not queue the sync, retry later"), 503
+    return _done("queued", started)
+
+
+def is_notification(fields: dict[str, str]) -> bool:
+    """A decrypted callback that is 微信客服's ``kf_msg_or_event``."""
+    return fields.get("MsgType", "").lower() == "event" and fields.get("Event") == "kf_msg_or_event"
+
+
+def queue_sync(fields: dict[str, str]) -> bool:
+    """Queues the sync a ``kf_msg_or_event`` notification asks for (``ENQUEUE``); False when
+    it could not be queued (the caller answers 503: WeCom retries). Also the WeCom app's
+    callback's (/wecom), where the kf API is called through that app.
+    Raises CallbackRejected (400) for a notification WeChat would not send."""
     token, open_kfid = fields.get("Token", ""), fields.get("OpenKfId", "")
     if not token or not open_kfid:
         raise CallbackRejected(400, "kf_msg_or_event without Token or OpenKfId")
@@ -100,9 +117,8 @@ def receive() -> Response | tuple[Response, int]:
         enqueue(open_kfid, token)
     except Exception as exc:  # noqa: BLE001 - broker down, or not wired: WeCom retries
         log.error("kf: could not queue the sync of %s: %s", open_kfid, exc)
-        KF_CALLBACKS.labels(outcome="queue_unavailable").inc()
-        return jsonify(error="could not queue the sync, retry later"), 503
-    return _done("queued", started)
+        return False
+    return True
 
 
 def _done(outcome: str, started: float) -> Response:

@@ -14,6 +14,11 @@ from typing import Any
 
 #: The Official Account's MsgType for each kf msgtype whose content maps onto its fields.
 _MEDIA_TYPES = ("image", "voice", "video", "file")
+#: sync_msg's ``voice_format``: the audio format WeChat delivers voice messages in, and the
+#: ``Format`` they are stored with (app/messages/voice.py decodes by it).
+VOICE_FORMATS = {0: "amr", 1: "silk"}
+#: The one the service asks for (app/channels/kf/sync.py): AMR, which every decoder reads.
+VOICE_FORMAT = 0
 
 
 def origin(msg: dict[str, Any]) -> int:
@@ -53,7 +58,7 @@ def welcome_code(msg: dict[str, Any]) -> str:
 def to_fields(msg: dict[str, Any]) -> dict[str, str]:
     """The message as the plain fields of the Official Account's XML (ToUserName the
     open_kfid, FromUserName the external_userid, MsgId the msgid, MsgType and its own),
-    for the shared intake (app/services/intake.py ``take_in``, channel "kf")."""
+    for the shared intake (app/messages/intake.py ``take_in``, channel "kf")."""
     msgtype = str(msg.get("msgtype") or "")
     body = msg.get(msgtype) if isinstance(msg.get(msgtype), dict) else {}
     fields = {
@@ -68,7 +73,7 @@ def to_fields(msg: dict[str, Any]) -> dict[str, str]:
     elif msgtype in _MEDIA_TYPES:
         fields["MediaId"] = str(body.get("media_id") or "")
         if msgtype == "voice":
-            fields["Format"] = "amr"  # sync_msg's voice_format 0 (1 would be silk)
+            fields["Format"] = VOICE_FORMATS[VOICE_FORMAT]  # what sync_msg was asked for
     elif msgtype == "location":
         fields["Location_X"] = str(body.get("latitude", ""))
         fields["Location_Y"] = str(body.get("longitude", ""))

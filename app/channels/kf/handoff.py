@@ -5,7 +5,8 @@ kf/service_state/trans: to KF_SERVICER_USERID (state 3) when one is configured a
 duty, else to the waiting queue (state 2). The code trans returns carries one message to
 the customer (KF_HANDOFF_REPLY) through send_msg_on_event, since send_msg is refused
 (95018) once the session is no longer the bot's. While a person holds the session, or
-the customer waits for one, the bot stays silent: ``person_holds``.
+the customer waits for one, the bot stays silent: ``person_holds``. ``hand_off`` also
+records the hand-off in the staff's inbox (HandoffRequest, source "kf"), once per session.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from app.channels.api_client import WeChatAPIError
+from app.channels.kf import CHANNEL
 from app.channels.kf.api import KfAPI, ServiceState
 from app.settings import Settings
 
@@ -55,6 +57,37 @@ def hand_over(api: KfAPI, settings: Settings, open_kfid: str, external_userid: s
         target = ServiceState.QUEUED
         code = api.trans_service_state(open_kfid, external_userid, target)
     return HandOver(target, moved=True, told=_tell(api, code, settings.kf_handoff_reply))
+
+
+def hand_off(
+    api: KfAPI,
+    settings: Settings,
+    open_kfid: str,
+    external_userid: str,
+    *,
+    reason: str,
+    summary: str = "",
+) -> HandOver:
+    """``hand_over``, and the hand-off recorded for the staff (``record_request``)."""
+    moved = hand_over(api, settings, open_kfid, external_userid)
+    record_request(open_kfid, external_userid, reason=reason, summary=summary)
+    log.info(
+        "kf %s: %s handed to people (%s): service_state %d",
+        open_kfid,
+        external_userid,
+        reason,
+        int(moved.state),
+    )
+    return moved
+
+
+def record_request(open_kfid: str, external_userid: str, *, reason: str, summary: str) -> int:
+    """The staff's record of a session handed to people, in their hand-off inbox
+    (app/conversations/handoffs.py: source "kf", the account as its conversation; one per
+    customer and account until the staff close it)."""
+    from app.conversations import handoffs
+
+    return handoffs.record(CHANNEL, external_userid, open_kfid, reason, summary)
 
 
 def _tell(api: KfAPI, code: str, text: str) -> bool:

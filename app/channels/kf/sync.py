@@ -23,7 +23,7 @@ from typing import Any
 
 from app.channels.kf import cursor
 from app.channels.kf.api import KfAPI, Origin
-from app.channels.kf.fields import account, event_type, origin
+from app.channels.kf.fields import VOICE_FORMAT, account, event_type, origin
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,9 @@ def sync_account(
             cursor.taken(open_kfid)
         current, seen = position.cursor, {str(m.get("msgid")) for m in position.pending}
         while result.pages < max_pages:
-            page = api.sync_msg(open_kfid, cursor=current, token=token, limit=limit)
+            page = api.sync_msg(
+                open_kfid, cursor=current, token=token, limit=limit, voice_format=VOICE_FORMAT
+            )
             result.pages += 1
             keep = _kept(page.msg_list, open_kfid, seen, result)
             next_cursor = page.next_cursor or current
