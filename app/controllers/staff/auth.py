@@ -27,7 +27,7 @@ from app.controllers.staff import csrf
 from app.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from app.extensions import db
 from app.safety.signin import Attempt, SignInGate
-from app.store import User
+from app.store import ApiKey, User
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 csrf.protect(bp)
@@ -86,12 +86,39 @@ def user_dict(user: User) -> dict[str, Any]:
     return {"username": user.username, "role": user.role}
 
 
-def login_required(role: str = "staff") -> Callable[[F], F]:
-    """Allow signed-in users of ``role`` (admin includes staff); 401/403 JSON otherwise."""
+def _bearer_sent() -> bool:
+    scheme, _, _ = request.headers.get("Authorization", "").strip().partition(" ")
+    return scheme.lower() == "bearer"
+
+
+def _key_holder() -> str:
+    """An API key's caller (app/controllers/api/auth.py): works as staff, named by the key
+    in the audit log; a missing, unknown or revoked key is a 401."""
+    from app.controllers.api.auth import check_bearer
+
+    failure = check_bearer()
+    if failure is not None:
+        raise Unauthorized(failure.message)
+    row = db.session.get(ApiKey, g.api_key_id)
+    db.session.rollback()  # read only
+    return f"apikey:{row.name if row is not None else g.api_key_id}"[:64]
+
+
+def login_required(role: str = "staff", *, keys: bool = False) -> Callable[[F], F]:
+    """Allow signed-in users of ``role`` (admin includes staff); 401/403 JSON otherwise.
+    With ``keys``, an API key (``Authorization: Bearer``) is let in too, as staff: keys
+    read the logs, edit the knowledge and work the inbox, never manage keys or users."""
 
     def decorate(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if _bearer_sent():
+                if role == "admin":
+                    raise Forbidden("only admins manage keys and users: sign in as an admin")
+                if not keys:
+                    raise Forbidden("API keys are not accepted here: sign in as staff")
+                g.user, g.actor = None, _key_holder()
+                return view(*args, **kwargs)
             via_basic = request.authorization is not None
             user = _basic_user() if via_basic else _session_user()
             if isinstance(user, Attempt):
@@ -103,7 +130,7 @@ def login_required(role: str = "staff") -> Callable[[F], F]:
                 raise Forbidden("this needs an admin account")
             if not via_basic and request.method in csrf.UNSAFE and not _token_sent():
                 raise Forbidden("missing or wrong X-CSRF-Token header")
-            g.user = user
+            g.user, g.actor = user, user.username
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -118,8 +145,8 @@ def _token_sent() -> bool:
 
 
 def actor() -> str:
-    """Who is making the current request, for the audit log."""
-    return g.user.username
+    """Who is making the current request, for the audit log: the user, or "apikey:NAME"."""
+    return g.get("actor") or g.user.username
 
 
 @bp.post("/login")

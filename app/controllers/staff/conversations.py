@@ -2,7 +2,7 @@
 message and its reply, newest first, filtered (``channel``, ``outcome``, ``since``,
 ``until``, ``q``, ``customer``: one customer's thread), a page at a time (``limit``,
 ``cursor``: the previous page's ``next_cursor``); one message with its whole record; the
-filtered list as CSV or xlsx. Read only."""
+filtered list as CSV or xlsx. Read only. Staff sign-in or an API key (Bearer)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _limit() -> int:
 
 
 @bp.get("")
-@login_required()
+@login_required(keys=True)
 def list_messages() -> Any:
     filters = logs.filters_from(request.args)
     limit = _limit()
@@ -58,7 +58,7 @@ def list_messages() -> Any:
 
 
 @bp.get("/<int:message_id>")
-@login_required()
+@login_required(keys=True)
 def get_message(message_id: int) -> Any:
     row = logs.get(message_id)
     db.session.rollback()
@@ -77,7 +77,7 @@ def _sources(row: dict[str, Any]) -> str:
 
 
 @bp.get("/export")
-@login_required()
+@login_required(keys=True)
 def export_messages() -> Any:
     fmt = request.args.get("format", "csv")
     if fmt not in ("csv", "xlsx"):

@@ -2,7 +2,8 @@
 app/faq/publishing.py): list and search, create, edit (question, paraphrases, answer,
 category, enabled; naming the version edited: 409 when another edit came first), delete,
 take over a spreadsheet's entry for editing (``/adopt``), and export in the columns an
-import reads (CSV or xlsx), so a round trip loses nothing."""
+import reads (CSV or xlsx), so a round trip loses nothing. Staff sign-in or an API key
+(Bearer), named in the records as "apikey:NAME"."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def _published(record_id: int | None, doc_id: str) -> dict[str, Any]:
 
 
 @bp.get("")
-@login_required()
+@login_required(keys=True)
 def list_entries() -> Any:
     q = (request.args.get("q") or "").strip()[:200] or None
     category = (request.args.get("category") or "").strip()[:64] or None
@@ -57,7 +58,7 @@ def list_entries() -> Any:
 
 
 @bp.post("")
-@login_required()
+@login_required(keys=True)
 def create_entry() -> Any:
     record = editing.create(editing.clean_fields(_body()), actor())
     db.session.commit()
@@ -65,13 +66,13 @@ def create_entry() -> Any:
 
 
 @bp.get("/<int:entry_id>")
-@login_required()
+@login_required(keys=True)
 def get_entry(entry_id: int) -> Any:
     return jsonify(entry=editing.record_dict(editing.get(entry_id)))
 
 
 @bp.put("/<int:entry_id>")
-@login_required()
+@login_required(keys=True)
 def edit_entry(entry_id: int) -> Any:
     body = _body()
     version = editing.version_of(body)
@@ -83,7 +84,7 @@ def edit_entry(entry_id: int) -> Any:
 
 
 @bp.delete("/<int:entry_id>")
-@login_required()
+@login_required(keys=True)
 def delete_entry(entry_id: int) -> Any:
     try:
         version = int(request.args.get("version", ""))
@@ -97,7 +98,7 @@ def delete_entry(entry_id: int) -> Any:
 
 
 @bp.post("/adopt")
-@login_required()
+@login_required(keys=True)
 def adopt() -> Any:
     """A spreadsheet's entry taken into the staff's table, to edit it here."""
     body = _body()
@@ -110,7 +111,7 @@ def adopt() -> Any:
 
 
 @bp.get("/export")
-@login_required()
+@login_required(keys=True)
 def export() -> Any:
     fmt = request.args.get("format", "csv")
     if fmt not in ("csv", "xlsx"):

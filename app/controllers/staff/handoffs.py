@@ -1,6 +1,7 @@
 """/api/handoffs: the hand-off inbox (app/conversations/handoffs.py): the requests of
 customers handed to a person, newest first, with each customer's recent thread and the
-counts by state; staff take a request and close it (409 when someone else came first)."""
+counts by state; staff take a request and close it (409 when someone else came first).
+Staff sign-in or an API key (Bearer)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _whole(name: str, default: int, low: int, high: int) -> int:
 
 
 @bp.get("")
-@login_required()
+@login_required(keys=True)
 def list_requests() -> Any:
     state = request.args.get("state") or "active"
     if state not in STATE_CHOICES:
@@ -57,7 +58,7 @@ def list_requests() -> Any:
 
 
 @bp.get("/counts")
-@login_required()
+@login_required(keys=True)
 def counts() -> Any:
     found = handoffs.counts()
     db.session.rollback()
@@ -65,7 +66,7 @@ def counts() -> Any:
 
 
 @bp.get("/<int:request_id>")
-@login_required()
+@login_required(keys=True)
 def get_request(request_id: int) -> Any:
     row = handoffs.get(request_id)
     found = handoffs.as_dict(row, handoffs.thread(row))
@@ -74,14 +75,14 @@ def get_request(request_id: int) -> Any:
 
 
 @bp.post("/<int:request_id>/take")
-@login_required()
+@login_required(keys=True)
 def take(request_id: int) -> Any:
     row = handoffs.take(request_id, actor())
     return jsonify(handoff=handoffs.as_dict(row), counts=handoffs.counts())
 
 
 @bp.post("/<int:request_id>/close")
-@login_required()
+@login_required(keys=True)
 def close(request_id: int) -> Any:
     row = handoffs.close(request_id, actor())
     return jsonify(handoff=handoffs.as_dict(row), counts=handoffs.counts())

@@ -1,7 +1,8 @@
 """/api/unanswered: the refused and handed-off questions of a period, grouped by meaning
 (app/conversations/unanswered.py), and what staff do with a group: attach its questions to
 an FAQ entry as paraphrases, write a new entry from it, or dismiss it. A change to the FAQ
-is indexed before the response (app/faq/publishing.py) and audited with who made it."""
+is indexed before the response (app/faq/publishing.py) and audited with who made it.
+Staff sign-in or an API key (Bearer)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def _suggestions(groups: list[unanswered.Group]) -> list[list[dict[str, Any]]]:
 
 
 @bp.get("")
-@login_required()
+@login_required(keys=True)
 def list_groups() -> Any:
     days = _number("days", 7, 0.01, MAX_DAYS)
     limit = int(_number("limit", 50, 1, MAX_GROUPS))
@@ -122,7 +123,7 @@ def _done(record_id: int, questions: list[str], who: str) -> dict[str, Any]:
 
 
 @bp.post("/faq")
-@login_required()
+@login_required(keys=True)
 def new_entry() -> Any:
     """A new FAQ entry from a group: its question, answer and category, the group's
     questions as its paraphrases."""
@@ -135,7 +136,7 @@ def new_entry() -> Any:
 
 
 @bp.post("/attach")
-@login_required()
+@login_required(keys=True)
 def attach() -> Any:
     """The group's questions become paraphrases of an entry: ``entry_id``, or an entry of a
     spreadsheet (``doc_id`` and ``question``), which the staff's table takes over."""
@@ -158,7 +159,7 @@ def attach() -> Any:
 
 
 @bp.post("/dismiss")
-@login_required()
+@login_required(keys=True)
 def dismiss() -> Any:
     body = _body()
     questions = _questions(body)
