@@ -108,7 +108,7 @@ def reindex_knowledge(full: bool = False, trigger: str = "beat", actor: str = "b
 def llm_api_job(job_id: str, kind: str, payload: dict) -> None:
     """A generation for the HTTP API (/v1, the answer tool); events go back through Redis.
     Not acknowledged late: a stream nobody is reading any more must not run twice."""
-    from app.llm.jobs import run_queued_job
+    from app.pipeline.jobs import run_queued_job
 
     run_queued_job(_settings(), job_id, kind, payload)
 

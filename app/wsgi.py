@@ -12,7 +12,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from app import create_app  # noqa: E402 - after the OpenMP setting
-from app.faq import instant as instant_faq  # noqa: E402
+from app.pipeline import instant as instant_faq  # noqa: E402
 
 app = create_app()
 # Web processes only: instant FAQ answers need the knowledge store, loaded in the background.

@@ -1,7 +1,7 @@
 """FAQ answers through the real service: message in (POST /wechat) to reply sent, p50/p95/max.
 
 The reply is sent either in the response to WeChat's callback itself (the web process
-answers an exact FAQ hit at once, app/faq/instant.py; the time is when that
+answers an exact FAQ hit at once, app/pipeline/instant.py; the time is when that
 response arrived) or through WeChat's customer-service API, played by the simulator (a
 paraphrase the worker's retrieval matched; the time is when the simulator received it).
 

@@ -9,8 +9,8 @@ from app import resources
 from app.dify import fetch
 from app.extensions import db
 from app.knowledge.store import Hit
-from app.llm import jobs as llm_jobs
 from app.metrics import ANSWERS
+from app.pipeline import jobs as llm_jobs
 from app.pipeline.privacy import mask_pii
 from app.settings import Settings
 from app.store import HandoffRequest

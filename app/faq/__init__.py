@@ -7,6 +7,10 @@
 - ``judge``: the model asked once, yes or no, whether an entry answers the question (a
   prefill, no generation), before leaning on that entry instead of handing off;
 - ``calibration``: the thresholds derived from labelled questions for an embedding model;
-- ``instant``: FAQ answers in the web process, the reply to the channel's first request;
+- ``editing`` and ``publishing``: the entries staff write or edit on the pages (the
+  faq_entries table) and how they reach the index;
 - ``commands``: the `flask faq` commands.
+
+What answers with them lives in app/pipeline/ (answer.py in the workers, instant.py in
+the web process), so this package depends on no answering code.
 """

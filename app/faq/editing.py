@@ -37,7 +37,7 @@ from app.text import normalise
 
 #: The document the staff's own entries are indexed as (a CSV version per change).
 STAFF_DOC = "staff-faq.csv"
-MAX_QUESTION = 200  # app/faq/instant.py answers questions up to this long
+MAX_QUESTION = 200  # app/pipeline/instant.py answers questions up to this long
 MAX_PARAPHRASES = 100
 MAX_ANSWER = 4000
 MAX_CATEGORY = 64

@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.channels.wechat.security import CallbackRejected
-from app.faq import instant as instant_faq
 from app.inputs import fit
 from app.messages import admission, inbound
 from app.messages.inbound import IncomingMessage
 from app.messages.routing import Decision, route
 from app.metrics import ANSWER_OUTCOMES
+from app.pipeline import instant as instant_faq
 from app.settings import Settings
 from app.store import AnswerOutcome, InboundMessage, MessageStatus
 
@@ -157,7 +157,7 @@ def take_in(
 ) -> Intake:
     """Stores the message once and queues its answer when it needs one and is admitted.
 
-    With ``instant``, a question that is an FAQ entry's (app/faq/instant.py) is
+    With ``instant``, a question that is an FAQ entry's (app/pipeline/instant.py) is
     answered here: stored answered, and the decision becomes that reply (for the channel's
     passive reply); a retry of it gets the same reply again (the first may be lost)."""
     decision = route(fields, settings)

@@ -21,7 +21,7 @@ from app.dify import retrieval as dify_retrieval
 from app.dify import tools
 from app.extensions import db
 from app.knowledge import documents
-from app.llm import jobs as llm_jobs
+from app.pipeline import jobs as llm_jobs
 from app.settings import load_settings
 from tests.support import free_port
 

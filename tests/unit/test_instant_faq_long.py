@@ -1,5 +1,5 @@
 """A pasted page is no FAQ question: the callback's instant lookup leaves it to the worker
-at once, without reading the FAQ table or embedding it (app/faq/instant.py)."""
+at once, without reading the FAQ table or embedding it (app/pipeline/instant.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app import resources
-from app.faq import instant as instant_faq
+from app.pipeline import instant as instant_faq
 from app.settings import load_settings
 
 

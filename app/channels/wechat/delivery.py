@@ -4,7 +4,7 @@ async (verified accounts): store, queue, acknowledge with an empty body; the wor
 the answer through the customer-service API. passive (unverified accounts, where that API
 answers 48001): each of WeChat's tries is held up to WECHAT_PASSIVE_WAIT_S for the
 answer, and the answer is the reply (app/channels/wechat/passive.py). In both modes an answer
-known at once (an FAQ hit, app/faq/instant.py) is the reply to the first request.
+known at once (an FAQ hit, app/pipeline/instant.py) is the reply to the first request.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.channels.wechat import passive
-from app.faq import instant as instant_faq
 from app.messages import inbound, intake
 from app.messages.routing import Decision
 from app.metrics import ANSWER_OUTCOMES
+from app.pipeline import instant as instant_faq
 from app.settings import Settings
 from app.store import AnswerOutcome, MessageStatus
 

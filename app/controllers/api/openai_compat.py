@@ -22,7 +22,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from app.controllers import errors as http_errors
 from app.controllers.api.auth import check_bearer
 from app.errors import BadRequest, NotFound, Unauthorized
-from app.llm import jobs as llm_jobs
+from app.pipeline import jobs as llm_jobs
 from app.settings import Settings
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")

@@ -2,7 +2,7 @@
 
 These functions run where the model lives (the Celery llm worker, or the web process in
 `LLM_API_MODE=inprocess`) and report through an `emit` callback, so the same code serves
-both transports (`app/llm/jobs.py`).
+both transports (`app/pipeline/jobs.py`).
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def _via_queue(
 
 def run_queued_job(settings: Settings, job_id: str, kind: str, payload: dict[str, Any]) -> None:
     """Worker side of queue mode: runs the job, publishing each event to the job's stream."""
-    from app.llm.generation import JOBS, Cancelled
+    from app.pipeline.generation import JOBS, Cancelled
 
     client = _redis(settings)
     key = _KEY.format(job_id)
@@ -167,7 +167,7 @@ def _failed(job_id: str) -> dict[str, Any]:
 
 
 def _in_process(settings: Settings, kind: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    from app.llm.generation import JOBS, Cancelled
+    from app.pipeline.generation import JOBS, Cancelled
 
     events: queue.Queue[dict[str, Any]] = queue.Queue()
     cancelled = threading.Event()
