@@ -59,6 +59,12 @@ def create(name: str) -> tuple[ApiKey, str]:
     return row, plaintext
 
 
+def holder_name(key_id: int | None) -> str:
+    """Who the audit log names for a change made with key ``key_id``: "apikey:NAME"."""
+    row = db.session.get(ApiKey, key_id) if key_id is not None else None
+    return f"apikey:{row.name if row is not None else key_id}"[:64]
+
+
 def list_keys() -> list[ApiKey]:
     return list(db.session.scalars(select(ApiKey).order_by(ApiKey.id)))
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,14 @@ import pytest
 import requests
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
+from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from app import create_app
 from app.settings import load_settings
+from app.store import InboundMessage
 from tests.dify.conftest import OCR_LINES, DifyService
+from tests.support import wait_until
 
 TOOLS = {
     "searchKnowledgeBase",
@@ -37,6 +42,8 @@ TOOLS = {
     "ocrImageFromUrl",
     "handOffToHuman",
 }
+#: The staff's: unanswered questions into FAQ entries (app/conversations/curation.py).
+STAFF_TOOLS = {"listUnansweredQuestions", "addFaqEntry", "addFaqParaphrases"}
 
 
 @asynccontextmanager
@@ -110,7 +117,7 @@ def test_initialize_and_list_tools(served: Served, mode: str) -> None:
     info, listed = run(go())
     assert info.name == "wxcs-customer-service"
     tools = {t.name: t for t in listed.tools}
-    assert set(tools) == TOOLS
+    assert set(tools) == TOOLS | STAFF_TOOLS
     # The tool API's operations: the same descriptions and parameters as /openapi.json.
     with served.app.test_client() as web:
         doc = web.get("/openapi.json").get_json()
@@ -130,6 +137,8 @@ def test_initialize_and_list_tools(served: Served, mode: str) -> None:
         assert all(p.get("description") for p in schema["properties"].values())
     assert tools["searchKnowledgeBase"].annotations.read_only_hint is True
     assert tools["handOffToHuman"].annotations.read_only_hint is False
+    assert tools["listUnansweredQuestions"].annotations.read_only_hint is True
+    assert tools["addFaqEntry"].annotations.read_only_hint is False
 
 
 def test_handoff_is_recorded_under_the_key(served: Served) -> None:
@@ -247,7 +256,7 @@ def test_every_tool_over_gunicorn(dify_service: DifyService, image_server: str) 
     async def go() -> dict[str, Any]:
         async with connect(url, dify_service.key) as client:
             listed = await client.list_tools()
-            assert {t.name for t in listed.tools} == TOOLS
+            assert {t.name for t in listed.tools} == TOOLS | STAFF_TOOLS
             calls = {
                 "searchKnowledgeBase": {"query": "满多少包邮？", "top_k": 3},
                 "lookupFaq": {"question": "满多少包邮？"},
@@ -294,3 +303,64 @@ def test_gunicorn_refuses_a_missing_or_wrong_key(dify_service: DifyService) -> N
         assert resp.status_code == 401, resp.text
         assert resp.json()["error"]["code"] == -32001
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.slow
+def test_staff_tools_file_unanswered_questions_as_an_faq_entry(dify_service: DifyService) -> None:
+    """What a Dify agent or workflow does for staff: list what the bot could not answer,
+    file an approved answer with the customers' wordings, add one more wording later;
+    each is answered verbatim (lookupFaq) within seconds, and audited under the key."""
+    tag = uuid.uuid4().hex[:6]
+    asked = [f"会员卡{tag}怎么办理", f"请问会员卡{tag}在哪里办"]
+    now = datetime.now(UTC)
+    with Session(dify_service.db) as session:
+        for i, question in enumerate(asked):
+            session.add(
+                InboundMessage(
+                    dedup_key=f"mcp-{uuid.uuid4().hex}",
+                    customer=f"o_mcp_staff_{i}",
+                    msg_type="text",
+                    content=question,
+                    status="answered",
+                    outcome="refused",
+                    created_at=now - timedelta(minutes=2 + i),
+                )
+            )
+        session.commit()
+    answer = f"会员卡{tag}请到一楼前台办理，工本费10元。"
+    url = dify_service.url + "/mcp"
+
+    async def call(name: str, arguments: dict[str, Any]) -> Any:
+        async with connect(url, dify_service.key) as client:
+            result = await client.call_tool(name, arguments)
+        assert result.is_error is False, (name, text(result))
+        return result.structured_content
+
+    listed = run(call("listUnansweredQuestions", {"days": 1, "limit": 200}))
+    shown = {q for g in listed["groups"] for q in g["questions"]}
+    assert set(asked) <= shown, listed
+
+    filed = run(
+        call("addFaqEntry", {"question": asked[0], "answer": answer, "questions": asked[1]})
+    )
+    entry_id = filed["entry"]["id"]
+
+    def verbatim(question: str) -> bool:
+        found = run(call("lookupFaq", {"question": question}))
+        return found["found"] is True and found["answer"] == answer
+
+    wait_until(lambda: verbatim(asked[1]), 30, "the customers' wording answered verbatim")
+    later = f"办会员卡{tag}需要带什么"
+    run(call("addFaqParaphrases", {"entry_id": entry_id, "questions": later}))
+    wait_until(lambda: verbatim(later), 30, "the added wording answered verbatim")
+    after = {
+        q
+        for g in run(call("listUnansweredQuestions", {"days": 1, "limit": 200}))["groups"]
+        for q in g["questions"]
+    }
+    assert not set(asked) & after  # filed: no longer unanswered
+    actors = dify_service.scalar(
+        "SELECT count(*) FROM audit_log WHERE actor LIKE 'apikey:%' AND detail LIKE :t",
+        t=f"%{tag}%",
+    )
+    assert actors >= 1

@@ -73,7 +73,13 @@ KEY_ID = "wxcs.api_key_id"
 #: 401; -32001 is the server-defined code MCP servers commonly use for it).
 UNAUTHORIZED = -32001
 #: Tools that only read: the MCP annotations let a client skip confirmation for them.
-_READ_ONLY = {"searchKnowledgeBase", "lookupFaq", "ocrImageFromUrl", "answerCustomerQuestion"}
+_READ_ONLY = {
+    "searchKnowledgeBase",
+    "lookupFaq",
+    "ocrImageFromUrl",
+    "answerCustomerQuestion",
+    "listUnansweredQuestions",
+}
 
 
 def operations() -> dict[str, tool_api.Operation]:

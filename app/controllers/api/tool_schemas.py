@@ -19,6 +19,8 @@ class _Strict(Schema):
 #: No NUL (the edge refuses it with a 400: PostgreSQL cannot store it), as a pattern that
 #: the schema publishes, so a request the schema allows is one the endpoint takes.
 NO_NUL = r"^[^\u0000]*$"
+#: The largest id a table holds (PostgreSQL integer): a larger one is a 400, not a query.
+MAX_ID = 2**31 - 1
 
 
 def _text(description: str, *, max_len: int = 2000, required: bool = True, **kw) -> fields.String:
@@ -190,3 +192,89 @@ class Error(Schema):
             "with what was wrong with it; '_body' for the body as a whole."
         },
     )
+    entry_id = fields.Integer(
+        metadata={
+            "description": "addFaqEntry's conflict only: the FAQ entry that already has this "
+            "question (add the wordings to it with addFaqParaphrases)."
+        }
+    )
+
+
+# --- staff tools: what staff do with unanswered questions (app/conversations/curation.py) ---
+
+_QUESTIONS = (
+    "The customers' questions, one per line (as listUnansweredQuestions gave them): they "
+    "become paraphrases of the entry, so the next customer asking any of them gets its "
+    "answer verbatim."
+)
+
+
+class UnansweredRequest(_Strict):
+    days = fields.Float(
+        load_default=1.0,
+        validate=validate.Range(min=0.01, max=366),
+        metadata={"description": "How many days back to look (0.01-366).", "default": 1},
+    )
+    limit = fields.Integer(
+        load_default=20,
+        validate=validate.Range(min=1, max=200),
+        metadata={"description": "How many groups to return, most asked first.", "default": 20},
+    )
+
+
+class UnansweredResponse(Schema):
+    days = fields.Float()
+    total_groups = fields.Integer()
+    total_questions = fields.Integer()
+    groups = fields.List(
+        fields.Dict(),
+        metadata={
+            "description": "Questions the bot refused or handed off, grouped by meaning: "
+            "count, examples (newest first), questions, suggestions (the nearest FAQ "
+            "entries: id or doc_id + question, answer, score)."
+        },
+    )
+
+
+class FaqEntryRequest(_Strict):
+    question = _text("The entry's standard question.", max_len=200)
+    answer = _text("The approved answer, sent to customers word for word.", max_len=4000)
+    category = _text(
+        "A category such as 物流, 售后, 发票; empty for none.",
+        max_len=64,
+        required=False,
+        load_default="",
+    )
+    questions = _text(_QUESTIONS, max_len=20000, required=False, load_default="")
+
+
+class ParaphrasesRequest(_Strict):
+    questions = _text(_QUESTIONS, max_len=20000)
+    entry_id = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_ID),
+        metadata={
+            "description": "The FAQ entry's id (a suggestion's id); 0 to name it by "
+            "doc_id and question instead.",
+            "default": 0,
+        },
+    )
+    doc_id = _text(
+        "The spreadsheet's document id (a suggestion's doc_id), when entry_id is 0.",
+        max_len=128,
+        required=False,
+        load_default="",
+    )
+    question = _text(
+        "The entry's question in that spreadsheet, when entry_id is 0.",
+        max_len=200,
+        required=False,
+        load_default="",
+    )
+
+
+class FaqEntryResponse(Schema):
+    entry = fields.Dict(
+        metadata={"description": "The entry as stored: id, question, paraphrases, answer."}
+    )
+    index = fields.Dict(metadata={"description": "How its indexing went."})

@@ -15,9 +15,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import Schema, ValidationError
 
+from app.accounts import apikeys
 from app.controllers import errors as http_errors
 from app.controllers.api import tool_schemas as s
 from app.controllers.api.auth import check_bearer
+from app.conversations import curation
 from app.dify import tools
 from app.errors import BadRequest, Unauthorized
 from app.settings import Settings
@@ -265,3 +267,79 @@ def ocr_upload(body: dict[str, Any]) -> dict[str, Any]:
 )
 def handoff(body: dict[str, Any]) -> dict[str, Any]:
     return tools.handoff(api_key_id=g.get("api_key_id"), **body)
+
+
+# --- staff tools: the unanswered questions turned into FAQ entries (also on /mcp) ---
+
+
+def _key_holder() -> str:
+    """Who the audit log names for a change made with this request's key."""
+    return apikeys.holder_name(g.get("api_key_id"))
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@tool(
+    "/unanswered",
+    "listUnansweredQuestions",
+    summary="List the questions the bot could not answer, grouped by meaning",
+    description=(
+        "The questions customers asked in the last days that the bot refused or handed to a "
+        "person, grouped by meaning, most asked first, each group with its count, examples "
+        "and the nearest existing FAQ entries. Use it to draft FAQ entries for staff to "
+        "review; it changes nothing."
+    ),
+    request_schema=s.UnansweredRequest,
+    response_schema=s.UnansweredResponse,
+    plain=lambda r: "\n".join(
+        f"{g['count']}x " + " / ".join(e["text"] for e in g["examples"][:3]) for g in r["groups"]
+    ),
+)
+def unanswered_groups(body: dict[str, Any]) -> dict[str, Any]:
+    return curation.groups(_settings(), body["days"], body["limit"])
+
+
+@tool(
+    "/faq/entries",
+    "addFaqEntry",
+    summary="Add an FAQ entry (answered word for word from then on)",
+    description=(
+        "Adds an approved FAQ entry: its question, its answer, and the customers' own "
+        "wordings (one per line) as paraphrases. It is indexed at once: the next customer "
+        "asking any of them gets this answer verbatim. Only for answers a person approved."
+    ),
+    request_schema=s.FaqEntryRequest,
+    response_schema=s.FaqEntryResponse,
+    plain=lambda r: r["entry"].get("question", ""),
+)
+def add_faq_entry(body: dict[str, Any]) -> dict[str, Any]:
+    wordings = _lines(body.pop("questions"))
+    questions = curation.questions_of(wordings) if wordings else []
+    return curation.new_entry({**body, "paraphrases": []}, questions, _key_holder())
+
+
+@tool(
+    "/faq/paraphrases",
+    "addFaqParaphrases",
+    summary="Add customers' wordings to an existing FAQ entry",
+    description=(
+        "Adds the customers' questions (one per line) as paraphrases of an existing FAQ "
+        "entry, named by entry_id or by doc_id and question (from listUnansweredQuestions' "
+        "suggestions). Indexed at once: the next customer asking any of them gets the "
+        "entry's answer verbatim."
+    ),
+    request_schema=s.ParaphrasesRequest,
+    response_schema=s.FaqEntryResponse,
+    plain=lambda r: r["entry"].get("question", ""),
+)
+def add_faq_paraphrases(body: dict[str, Any]) -> dict[str, Any]:
+    questions = curation.questions_of(_lines(body["questions"]))
+    return curation.attach(
+        questions,
+        _key_holder(),
+        entry_id=body["entry_id"] or None,
+        doc_id=body["doc_id"],
+        question=body["question"],
+    )

@@ -21,13 +21,13 @@ from typing import Any, TypeVar
 from flask import Blueprint, current_app, g, jsonify, request, session
 
 from app import resources
-from app.accounts import users
+from app.accounts import apikeys, users
 from app.controllers import errors as http_errors
 from app.controllers.staff import csrf
 from app.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from app.extensions import db
 from app.safety.signin import Attempt, SignInGate
-from app.store import ApiKey, User
+from app.store import User
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 csrf.protect(bp)
@@ -99,9 +99,9 @@ def _key_holder() -> str:
     failure = check_bearer()
     if failure is not None:
         raise Unauthorized(failure.message)
-    row = db.session.get(ApiKey, g.api_key_id)
+    holder = apikeys.holder_name(g.api_key_id)
     db.session.rollback()  # read only
-    return f"apikey:{row.name if row is not None else g.api_key_id}"[:64]
+    return holder
 
 
 def login_required(role: str = "staff", *, keys: bool = False) -> Callable[[F], F]:
