@@ -3,9 +3,12 @@
 A question is unanswered when its answer was the hand-off reply (outcome ``refused``: the
 knowledge does not cover it) or the customer was handed to a person (``handed_off``).
 Grouping: the same text (without punctuation or case) is one question; distinct texts are
-embedded with the service's own embedder (the query cache serves repeats) and each joins
-the first group whose centre is within ``GROUP_COSINE`` of it, taken most frequent first, so
-a group is named by its most asked wording. 0.90 keeps "可以用比特币支付吗" with
+embedded with the service's own embedder (the query cache serves repeats) and grouped by
+complete linkage: every two questions of a group are within ``GROUP_COSINE`` of each other,
+whatever order they came in (a running centre drifted: one group of 28 mixed checkout,
+breakfast and shipping on bench/data/unanswered_groups.jsonl); a group is named by its
+most asked wording. Splitting a true group in two costs staff one more click; mixing two
+would file one customer's wording under another's answer. 0.90 keeps "可以用比特币支付吗" with
 "你们支持比特币付款吗" (0.96) and apart from "支持数字货币付款吗"'s neighbours on other
 topics (at most 0.88 with multilingual-e5).
 
@@ -22,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
 from sqlalchemy import select
 
 from app.accounts import audit
@@ -136,26 +141,28 @@ def group(questions: list[Question], embed: Embed, threshold: float = GROUP_COSI
     vectors = np.asarray(embed([q.text for q in ordered]), dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors = vectors / np.where(norms == 0, 1.0, norms)
-    groups: list[Group] = []
-    sums: list[np.ndarray] = []
-    for q, v in zip(ordered, vectors, strict=True):
-        best, best_score = -1, threshold
-        if groups:
-            centres = np.stack([g.centre for g in groups])
-            scores = centres @ v
-            i = int(np.argmax(scores))
-            if scores[i] >= best_score:
-                best = i
-        if best < 0:
-            groups.append(Group([q], v.copy()))
-            sums.append(v * q.count)
-        else:
-            groups[best].questions.append(q)
-            sums[best] = sums[best] + v * q.count
-            centre = sums[best]
-            groups[best].centre = centre / (np.linalg.norm(centre) or 1.0)
+    labels = _complete_linkage(vectors, threshold)
+    members: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        members.setdefault(int(label), []).append(i)  # in ``ordered``'s order
+    groups = []
+    for idx in members.values():
+        weights = np.array([ordered[i].count for i in idx], dtype=np.float32)[:, None]
+        centre = (vectors[idx] * weights).sum(axis=0)
+        groups.append(Group([ordered[i] for i in idx], centre / (np.linalg.norm(centre) or 1.0)))
     groups.sort(key=lambda g: (-g.count, -g.newest.timestamp()))
     return groups
+
+
+def _complete_linkage(vectors: np.ndarray, threshold: float) -> np.ndarray:
+    """A cluster label per vector: every two questions of a group are within ``threshold``
+    cosine of each other (complete linkage), whatever order they came in."""
+    if len(vectors) == 1:
+        return np.zeros(1, dtype=int)
+    distances = np.clip(1.0 - vectors @ vectors.T, 0.0, 2.0).astype(np.float64)
+    np.fill_diagonal(distances, 0.0)
+    tree = linkage(squareform(distances, checks=False), method="complete")
+    return fcluster(tree, t=1.0 - threshold, criterion="distance")
 
 
 def group_dict(g: Group, suggestions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
