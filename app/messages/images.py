@@ -11,8 +11,8 @@ from datetime import UTC, timedelta
 from sqlalchemy import select
 
 from app.channels import ChannelAPI
-from app.channels.api_client import MediaTooLarge, WeChatAPIError
 from app.extensions import db
+from app.messages.media import download
 from app.ocr import ImageRejected, OcrEngine
 from app.settings import Settings
 from app.store import InboundMessage
@@ -80,16 +80,9 @@ def image_question(
 ) -> ImageQuestion:
     """Downloads and reads the image of ``msg``. Errors WeChat may recover from (-1, network)
     propagate so the task is retried; everything about the picture itself gets a reply."""
-    try:
-        media = api.download_media(msg.media_id, settings.wechat_media_max_bytes)
-    except MediaTooLarge as exc:
-        log.info("image of message %s not read: %s", msg.id, exc)
-        return ImageQuestion(reply=IMAGE_TOO_LARGE)
-    except WeChatAPIError as exc:
-        if exc.retryable:
-            raise
-        log.info("image of message %s not downloaded: %s", msg.id, exc)
-        return ImageQuestion(reply=IMAGE_EXPIRED)
+    media = download(msg, settings, api, too_large=IMAGE_TOO_LARGE, expired=IMAGE_EXPIRED)
+    if isinstance(media, str):
+        return ImageQuestion(reply=media)
     try:
         result = ocr.read(media.data)
     except ImageRejected as exc:

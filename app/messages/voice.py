@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.channels import ChannelAPI
-from app.channels.api_client import MediaTooLarge, WeChatAPIError
+from app.messages.media import download
 from app.settings import Settings
 from app.speech import SpeechEngine, SpeechError, SpeechModelMissing
 from app.speech.errors import VOICE_TOO_LONG
@@ -43,16 +43,9 @@ def voice_question(
     (``speech``, made at the first voice message). Errors WeChat may recover from (-1,
     network) propagate so the task is retried; everything about the audio itself gets a
     reply, and so does a missing model (logged for the operator)."""
-    try:
-        media = api.download_media(msg.media_id, settings.wechat_media_max_bytes)
-    except MediaTooLarge as exc:
-        log.info("voice of message %s not read: %s", msg.id, exc)
-        return VoiceQuestion(reply=VOICE_TOO_LONG)
-    except WeChatAPIError as exc:
-        if exc.retryable:
-            raise
-        log.info("voice of message %s not downloaded: %s", msg.id, exc)
-        return VoiceQuestion(reply=VOICE_EXPIRED)
+    media = download(msg, settings, api, too_large=VOICE_TOO_LONG, expired=VOICE_EXPIRED)
+    if isinstance(media, str):
+        return VoiceQuestion(reply=media)
     try:
         heard = speech().transcribe(media.data, msg.media_format)
     except SpeechError as exc:
