@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -228,6 +229,8 @@ class Document(db.Model):
     stage: Mapped[str] = mapped_column(String(128), default="")
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(64), default="")
+    #: False: kept and listed, but nothing of it is searched or answered from (issue 16)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     updated_by: Mapped[str] = mapped_column(String(64), default="")
 
 
