@@ -34,6 +34,13 @@ def test_healthz_is_503_and_names_what_is_down(tmp_path) -> None:
     assert body["checks"]["model"]["ok"] is False
     assert body["checks"]["model"]["detail"] == "model file missing (run `flask model pull`)"
 
+    # The pods' probes (docker/kubernetes/) ask only whether the process serves: with
+    # the dependencies down it still acknowledges and keeps callbacks, unrouting it helps
+    # no one.
+    live = app.test_client().get("/livez")
+    assert live.status_code == 200
+    assert live.get_json() == {"status": "alive"}
+
 
 #: What a failed check may say (checks of our own say which file or collection is missing).
 REASONS = {"unreachable", "timeout", "auth failed", "failed"}

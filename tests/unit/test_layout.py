@@ -26,14 +26,6 @@ README = ROOT / "README.md"
 COMPOSE_SERVICES = {"web": "web", "llm": "llm-worker", "worker": "worker", "beat": "beat"}
 
 
-@pytest.fixture
-def defaults(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The settings as shipped: none of this machine's environment."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    return Settings(_env_file=None)  # type: ignore[call-arg]
-
-
 def _argv(settings: Settings, shape: layout.Shape) -> dict[str, list[str]]:
     return {p.name: list(p.argv) for p in layout.processes(settings, shape)}
 
