@@ -49,6 +49,11 @@ def register_blueprints(app: Flask) -> None:
     from app.controllers.staff.handoffs import bp as handoffs_bp
 
     app.register_blueprint(handoffs_bp)
+    from app.controllers.staff.overview import bp as overview_bp
+    from app.controllers.staff.overview import page_bp as overview_page_bp
+
+    app.register_blueprint(overview_bp)
+    app.register_blueprint(overview_page_bp)  # /admin/overview
 
     from app.controllers.staff.pages import bp as admin_bp
 
