@@ -54,6 +54,7 @@ def stop_background() -> None:
 def knowledge_store(settings: Settings) -> KnowledgeStore:
     def make() -> KnowledgeStore:
         from app.knowledge.embedding import RecentQueries, load_embedder
+        from app.knowledge.enabling import DisabledDocuments
         from app.knowledge.store import KnowledgeStore
 
         embedder = load_embedder(settings.embedding_model, cache_dir=settings.models_dir)
@@ -66,6 +67,8 @@ def knowledge_store(settings: Settings) -> KnowledgeStore:
             request_timeout=settings.milvus_timeout_s,
             # Readers and writers go through the alias; a reindex swaps what it names.
             aliased=True,
+            # Documents switched off are found by no search (app/knowledge/enabling.py).
+            hidden_documents=DisabledDocuments(settings.database_url),
         )
         return store
 

@@ -262,6 +262,7 @@ def document_dict(doc: Document) -> dict[str, Any]:
         "category": doc.category,
         "origin": doc.origin,
         "status": doc.status,
+        "enabled": doc.enabled,
         "progress": doc.progress,
         "stage": doc.stage,
         "error": doc.error,

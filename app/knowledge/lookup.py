@@ -1,7 +1,9 @@
-"""Looking passages up for a person: the staff console's hit testing and `flask kb search`.
+"""Looking passages up for a person: the staff console's hit testing and `flask kb search`,
+and the preview of the chunks a document was split into.
 
 The store's search (app/knowledge/search.py: dense, BM25 or hybrid) with an optional score
-threshold, and a hit as the console's JSON shows it.
+threshold, and a hit as the console's JSON shows it. The preview reads a document's chunks
+as they are stored, a page at a time, whether the document is switched on or off.
 """
 
 from __future__ import annotations
@@ -31,6 +33,40 @@ def search(
             if (h.relevance if h.relevance is not None else h.score) >= score_threshold
         ]
     return hits
+
+
+#: Chunks one preview page holds at most.
+MAX_CHUNK_PAGE = 100
+
+
+def chunk_page(
+    store: KnowledgeStore, doc_id: str, *, offset: int = 0, limit: int = 20
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many chunks the document has, and ``limit`` of them from ``offset`` in reading
+    order, as the preview shows them (an FAQ spreadsheet: one per entry)."""
+    total, rows = store.chunk_page(doc_id, offset, min(limit, MAX_CHUNK_PAGE))
+    return total, [chunk_dict(row) for row in rows]
+
+
+def chunk_dict(row: dict[str, Any]) -> dict[str, Any]:
+    meta = row.get("metadata") or {}
+    meta = meta if isinstance(meta, dict) else {}
+    out: dict[str, Any] = {
+        "chunk_id": str(row.get("chunk_id", "")),
+        "position": int(row.get("position", 0) or 0),
+        "kind": str(row.get("kind", "")),
+        "section": str(row.get("section", "")),
+        "category": str(row.get("category", "")),
+        "page": meta.get("page"),
+        "text": str(row.get("text", "")),
+        "chars": len(str(row.get("text", ""))),
+    }
+    if out["kind"] == "faq":
+        out["question"] = meta.get("question", "")
+        out["similar_questions"] = list(meta.get("similar_questions") or [])
+        out["answer"] = meta.get("answer", "")
+        out["row"] = meta.get("row")
+    return out
 
 
 def hit_dict(hit: Hit, rank: int) -> dict[str, Any]:

@@ -12,7 +12,16 @@ from typing import Any
 from pymilvus import MilvusClient
 
 from app.knowledge.chunking import FAQ, FAQ_QUESTION
-from app.knowledge.schema import _OUTPUT_FIELDS, _QUERY_PAGE, ENTRY_FIELDS, _any_of, quote
+from app.knowledge.schema import (
+    _OUTPUT_FIELDS,
+    _QUERY_PAGE,
+    ENTRY_FIELDS,
+    HiddenDocuments,
+    _any_of,
+    both,
+    not_hidden,
+    quote,
+)
 
 
 class RowReads:
@@ -20,6 +29,7 @@ class RowReads:
 
     #: Set by the other parts of the store (see `KnowledgeStore.__init__`).
     request_timeout: int
+    hidden_documents: HiddenDocuments | None
 
     def _query_all(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
         def query(client: MilvusClient, name: str) -> list[dict[str, Any]]:
@@ -68,6 +78,25 @@ class RowReads:
         rows = self._query_all(f"doc_id == {quote(doc_id)}", ["chunk_id"])
         return {str(r["chunk_id"]) for r in rows}
 
+    def chunk_page(self, doc_id: str, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """A document's passages and FAQ entries in reading order (its questions' own rows
+        left out), ``limit`` from ``offset``, and how many there are: the staff's preview,
+        whether the document is switched on or off. Milvus cannot order a query, so the
+        page's ids come from a light read of every chunk's position, then its text."""
+        expr = f"doc_id == {quote(doc_id)} and kind != {quote(FAQ_QUESTION)}"
+        # A chunk rewritten in place has a row per write until the old one is deleted.
+        positions = {
+            str(r["chunk_id"]): int(r.get("position", 0) or 0)
+            for r in self._query_all(expr, ["chunk_id", "position"])
+        }
+        order = sorted(positions, key=lambda chunk_id: (positions[chunk_id], chunk_id))
+        wanted = order[offset : offset + limit]
+        if not wanted:
+            return len(order), []
+        rows = self._query_all(both(expr, _any_of("chunk_id", wanted)), _OUTPUT_FIELDS)
+        by_id = {str(r["chunk_id"]): r for r in rows}
+        return len(order), [by_id[c] for c in wanted if c in by_id]
+
     def document_hashes(self) -> dict[str, str]:
         """doc_id -> sha256 of the file version each indexed document was built from."""
         rows = self._query_all("position == 0", ["doc_id", "doc_sha256"])
@@ -82,9 +111,11 @@ class RowReads:
         return " and ".join(parts)
 
     def faq_rows(self, filter_expr: str = "", limit: int = _QUERY_PAGE) -> list[dict[str, Any]]:
-        """FAQ entry and question rows with their vectors (the web processes' FAQ table)."""
+        """FAQ entry and question rows with their vectors (the web processes' FAQ table),
+        those of documents switched off left out: the table is read again when a document
+        changes (app/faq/table.py ``POLL_S``), so a switch reaches verbatim answers too."""
         kinds = _any_of("kind", [FAQ, FAQ_QUESTION])
-        expr = f"({filter_expr}) and {kinds}" if filter_expr else kinds
+        expr = both(filter_expr, kinds, not_hidden(self.hidden_documents))
         return self._run(
             lambda client, name: list(
                 client.query(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pymilvus import DataType, Function, FunctionType, MilvusClient
@@ -72,6 +72,23 @@ def quote(value: str) -> str:
 
 def _any_of(field_name: str, values: Iterable[str]) -> str:
     return f"{field_name} in [{', '.join(quote(v) for v in values)}]"
+
+
+def both(*exprs: str) -> str:
+    """The filter expressions that are not empty, all of them holding."""
+    parts = [e for e in exprs if e]
+    return " and ".join(f"({e})" for e in parts) if len(parts) > 1 else "".join(parts)
+
+
+#: Names the documents no reader may find now (switched off: app/knowledge/enabling.py).
+HiddenDocuments = Callable[[], Iterable[str]]
+
+
+def not_hidden(hidden: HiddenDocuments | None) -> str:
+    """A filter leaving out the rows of the documents ``hidden`` names now; "" when it names
+    none, so a knowledge base with every document on searches exactly as before."""
+    ids = sorted(hidden()) if hidden is not None else []
+    return f"doc_id not in [{', '.join(quote(v) for v in ids)}]" if ids else ""
 
 
 def _properties_of(description: dict[str, Any]) -> dict[str, Any]:

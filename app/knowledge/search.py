@@ -19,7 +19,7 @@ from app.knowledge.chunking import FAQ, FAQ_QUESTION, faq_entry_text
 from app.knowledge.embedding import Embedder
 from app.knowledge.fusion import Candidate, fuse
 from app.knowledge.lexical import analyzed
-from app.knowledge.schema import _OUTPUT_FIELDS
+from app.knowledge.schema import _OUTPUT_FIELDS, HiddenDocuments, both, not_hidden
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 SEARCH_MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
@@ -59,6 +59,7 @@ class HybridSearch:
     #: Set by the other parts of the store (see `KnowledgeStore.__init__`).
     embedder: Embedder
     request_timeout: int
+    hidden_documents: HiddenDocuments | None
 
     def search(
         self,
@@ -80,7 +81,9 @@ class HybridSearch:
         query = query.strip()
         if not query or top_k < 1:
             return []
-        expr = self._filter(category, doc_id)
+        # Asked at every search, so that switching a document off or on counts at once in
+        # every process; with none off the filter is the same as before.
+        expr = both(self._filter(category, doc_id), not_hidden(self.hidden_documents))
         terms = analyzed(query) if mode != "dense" else ""
         query_vector: list[float] | None = None
         if mode != "bm25":
@@ -110,7 +113,7 @@ class HybridSearch:
                     name,
                     data=[terms],
                     anns_field="sparse",
-                    filter=f"({expr}) and {entries}" if expr else entries,
+                    filter=both(expr, entries),
                     limit=max(top_k * 4, 20),
                     output_fields=_OUTPUT_FIELDS,
                     search_params={"metric_type": "BM25"},

@@ -43,6 +43,7 @@ from app.knowledge.schema import (
     PROP_SCHEMA,
     SCHEMA_VERSION,
     CollectionSchema,
+    HiddenDocuments,
     quote,
 )
 from app.knowledge.search import SEARCH_MODES, Hit, HybridSearch, SearchMode
@@ -59,6 +60,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SEARCH_MODES",
     "EmbedderMismatch",
+    "HiddenDocuments",
     "Hit",
     "KnowledgeStore",
     "KnowledgeStoreError",
@@ -90,6 +92,7 @@ class KnowledgeStore(
         embed_batch_size: int = 64,
         rrf_k: int = 60,
         aliased: bool = False,
+        hidden_documents: HiddenDocuments | None = None,
     ) -> None:
         MilvusConnection.__init__(
             self,
@@ -103,6 +106,10 @@ class KnowledgeStore(
         #: collection ``<alias>__<stamp>``, so that a reindex can swap what it names.
         self.aliased = aliased
         self.embedder = embedder
+        #: Names the documents switched off now, asked at every search and FAQ table read
+        #: (app/knowledge/enabling.py); None: every document is searched. A build store
+        #: (`build_store`) has none: a reindex copies and checks every document's chunks.
+        self.hidden_documents = hidden_documents
         self._embed_batch_size = max(1, embed_batch_size)
         self._rrf_k = rrf_k
         self._ready = False

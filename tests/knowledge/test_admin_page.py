@@ -450,3 +450,61 @@ def test_admin_creates_a_key_for_dify_sees_it_once_and_revokes_it(
     )
     page.get(f"{url}/admin/keys")  # a reload shows the key no more
     assert key not in visible(page, "#keys").text
+
+
+def wait_row_enabled(driver: WebDriver, doc_id: str, enabled: bool) -> WebElement:
+    def check(d: WebDriver) -> WebElement | None:
+        row = doc_row(d, doc_id)
+        return (
+            row
+            if row is not None and row.get_attribute("data-enabled") == str(enabled).lower()
+            else None
+        )
+
+    return wait(driver).until(check, f"{doc_id} listed as {'on' if enabled else 'off'}")
+
+
+def test_preview_chunks_and_switch_a_document_off_and_on(
+    page: WebDriver, kb_service: KbService, tmp_path: Path
+) -> None:
+    name, phrase = "以旧换新.txt", "旧手机折价最高抵扣三百元"
+    (tmp_path / name).write_text(f"以旧换新：{phrase}，需携带<b>身份证</b>到门店办理。", "utf-8")
+    sign_in(page, kb_service.url, STAFF)
+    css(page, "#file-input").send_keys(str(tmp_path / name))
+    upload_item(page, name)
+    row = wait_row_status(page, name, "indexed")
+    assert row.get_attribute("data-enabled") == "true"
+
+    # The preview lists the chunks, their text as text (the tag is shown, not applied).
+    css(row, "button.preview").click()
+    assert name in visible(page, "#chunk-preview").text
+    wait(page).until(
+        lambda d: css(d, "#chunks").get_attribute("data-loaded") == f"{name}@0", "the chunks"
+    )
+    chunks = page.find_elements(By.CSS_SELECTOR, "#chunks .chunk")
+    assert chunks and phrase in chunks[0].text and "<b>身份证</b>" in chunks[0].text
+    assert not page.find_elements(By.CSS_SELECTOR, "#chunks b")
+    assert f"共 {len(chunks)} 个片段" in css(page, "#chunks-summary").text
+    css(page, "#chunks-close").click()
+    wait(page).until(ec.invisibility_of_element_located((By.ID, "chunk-preview")), "closed")
+
+    query = "旧手机可以抵扣多少钱"
+    assert name in [h.get_attribute("data-document") for h in hit_test(page, query)]
+
+    # Switched off: listed as such, and hit testing finds none of it.
+    css(page, 'nav a[href="/admin/documents"]').click()
+    css(wait_row_enabled(page, name, True), "button.toggle").click()
+    row = wait_row_enabled(page, name, False)
+    assert "已停用" in row.text and css(row, "button.toggle").text == "启用"
+    assert f"已停用 {name}" in visible(page, "#list-notice").text
+    assert name not in [h.get_attribute("data-document") for h in hit_test(page, query)]
+    assert hit_test(page, query, document=name) == []
+    option = css(page, f'#document option[value="{name}"]')
+    assert "已停用" in option.text
+
+    # Switched on again: found at once.
+    css(page, 'nav a[href="/admin/documents"]').click()
+    css(wait_row_enabled(page, name, False), "button.toggle").click()
+    row = wait_row_enabled(page, name, True)
+    assert "已停用" not in row.text and css(row, "button.toggle").text == "停用"
+    assert name in [h.get_attribute("data-document") for h in hit_test(page, query)]

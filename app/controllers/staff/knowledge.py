@@ -1,9 +1,12 @@
-"""/api/knowledge: documents (upload, list, replace, delete), hit testing, reindex, audit.
+"""/api/knowledge: documents (upload, list, replace, delete, switch off and on, preview of
+their chunks), hit testing, reindex, audit.
 
 Controllers parse and authenticate, then call app/knowledge/ (documents.py, lookup.py,
 reindex.py). Every error is JSON {"error": "..."} (app/controllers/errors.py, the staff
 console's format), its status carried by the exception: a file that cannot be accepted is
 422 (413 over the size limit, 415 an unsupported type), and nothing reaches the index.
+Switching a document and previewing its chunks take an API key (Bearer) too, like the
+other staff APIs (app/controllers/staff/faq.py); the rest a staff sign-in.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from app.controllers import errors as http_errors
 from app.controllers.staff import csrf
 from app.controllers.staff.auth import actor, login_required
 from app.errors import BadRequest, Unavailable
-from app.knowledge import documents, lookup
+from app.knowledge import documents, enabling, lookup
 from app.knowledge import reindex as reindex_service
 from app.knowledge.sources import BadFile
 from app.knowledge.store import SEARCH_MODES
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 
 MAX_TOP_K = 50
 MAX_QUERY = 1000
+#: The preview's paging: ``offset`` up to this, ``limit`` up to lookup.MAX_CHUNK_PAGE.
+MAX_CHUNK_OFFSET = 1_000_000
 #: What ?status= filters documents by (superseded is for versions only).
 _STATUSES = frozenset(DocumentStatus) - {DocumentStatus.SUPERSEDED}
 
@@ -144,6 +149,50 @@ def delete_document(doc_id: str) -> Any:
         doc_id, actor=actor(), store=resources.knowledge_store(settings), settings=settings
     )
     return jsonify(deleted=doc_id, chunks_removed=removed)
+
+
+@bp.patch("/documents/<path:doc_id>")
+@login_required(keys=True)
+def change_document(doc_id: str) -> Any:
+    """``{"enabled": false}`` switches the document off (kept and listed, found by no
+    search), ``true`` on again; the file itself is replaced with PUT."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or "enabled" not in body:
+        raise BadRequest('send a JSON object such as {"enabled": false}')
+    if set(body) != {"enabled"}:
+        raise BadRequest("only enabled can be changed here (PUT replaces the file)")
+    if not isinstance(body["enabled"], bool):
+        raise BadRequest("enabled must be true or false")
+    doc, changed = enabling.set_enabled(doc_id, body["enabled"], actor=actor())
+    return jsonify(document=documents.document_dict(doc), changed=changed)
+
+
+def _whole(name: str, default: int, high: int, low: int = 0) -> int:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+@bp.get("/documents/<path:doc_id>/chunks")
+@login_required(keys=True)
+def document_chunks(doc_id: str) -> Any:
+    """The chunks the document's served version was split into, in reading order, a page
+    at a time (``offset``, ``limit``); their text is data, shown escaped by the page."""
+    doc = documents.get_document(doc_id)
+    offset = _whole("offset", 0, MAX_CHUNK_OFFSET)
+    limit = _whole("limit", 20, lookup.MAX_CHUNK_PAGE, low=1)
+    store = resources.knowledge_store(_settings())
+    total, chunks = lookup.chunk_page(store, doc.id, offset=offset, limit=limit)
+    return jsonify(
+        document=documents.document_dict(doc),
+        total=total,
+        offset=offset,
+        limit=limit,
+        chunks=chunks,
+    )
 
 
 @bp.get("/categories")

@@ -41,6 +41,8 @@ AUDIT_ACTIONS = {
     "upload": "上传",
     "replace": "替换",
     "delete": "删除",
+    "enable": "启用文档",
+    "disable": "停用文档",
     "reindex": "重建索引",
     "user.create": "创建用户",
     "user.password": "修改密码",
@@ -153,7 +155,7 @@ def search() -> Any:
     return render_template(
         "admin/search.html",
         categories=kb.categories(),
-        documents=[(d.id, d.title) for d in kb.list_documents()],
+        documents=[(d.id, d.enabled) for d in kb.list_documents()],
         **_context(),
     )
 

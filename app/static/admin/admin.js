@@ -353,6 +353,9 @@
         "td",
         { class: "status-cell" },
         el("span", { class: `badge ${doc.status}`, text: STATUS_NAMES[doc.status] || doc.status }),
+        doc.enabled === false
+          ? el("span", { class: "badge disabled", text: "已停用", title: "客服不使用其中的内容，可随时启用" })
+          : null,
       );
       if (busy) {
         cell.append(bar(doc.progress), el("div", { class: "stage", text: `${doc.progress}% · ${stageText(doc.stage)}` }));
@@ -368,9 +371,13 @@
       const stem = doc.id.replace(/\.[^.]*$/, "");
       if (doc.title && doc.title !== doc.id && doc.title !== stem) sub.unshift(doc.title);
       const when = doc.updated_at || doc.created_at;
+      const enabled = doc.enabled !== false;
+      // Preview and switching are documents.js's (the "documents:action" event).
+      const act = (action) =>
+        document.dispatchEvent(new CustomEvent("documents:action", { detail: { action, doc } }));
       return el(
         "tr",
-        { dataset: { id: doc.id, status: doc.status } },
+        { class: enabled ? "" : "disabled", dataset: { id: doc.id, status: doc.status, enabled: String(enabled) } },
         el(
           "td",
           {},
@@ -394,6 +401,20 @@
           el(
             "div",
             { class: "actions" },
+            el("button", {
+              type: "button",
+              class: "small preview",
+              text: "预览",
+              title: "查看文档被切分成的片段",
+              onclick: () => act("preview"),
+            }),
+            el("button", {
+              type: "button",
+              class: "small toggle",
+              text: enabled ? "停用" : "启用",
+              title: enabled ? "保留文档，但客服不再使用其中的内容" : "客服重新使用其中的内容",
+              onclick: () => act(enabled ? "disable" : "enable"),
+            }),
             el("button", {
               type: "button",
               class: "small replace",
@@ -517,6 +538,7 @@
       replacer.value = "";
     });
     filter.addEventListener("input", render);
+    document.addEventListener("documents:changed", () => refresh());
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden) refresh();
     });
