@@ -15,7 +15,7 @@ from tests.support import run_flask, wait_until
 pytestmark = pytest.mark.slow
 
 #: Open by design: probes and scrapers, the schema Dify imports, WeChat's signed callback.
-OPEN = {"/healthz", "/metrics", "/openapi.json", "/static/<path:filename>"}
+OPEN = {"/healthz", "/livez", "/metrics", "/openapi.json", "/static/<path:filename>"}
 OWN_AUTH = {"/wechat", "/wecom", "/kf"}  # the callbacks' signatures (tests/integration, tests/kf)
 #: Where staff sign in (credentials in the body) or out.
 SIGN_IN = {"/api/auth/login", "/api/auth/logout", "/admin/login"}
