@@ -10,6 +10,7 @@ from flask import current_app
 
 from app import resources
 from app.channels import api_for
+from app.conversations import vectors
 from app.knowledge import indexing
 from app.messages import answering, inbound, sweeper
 
@@ -42,6 +43,10 @@ def answer_message(self, message_id: int) -> str:  # noqa: ANN001
     if done == "later":
         # The customer's earlier question is being answered: this one comes after it.
         raise self.retry(countdown=min(1 + self.request.retries, 15))
+    if settings.answer_backend == "pipeline" and done != "skipped":
+        # A question left unanswered keeps the vector its search just made, for the
+        # staff's grouping (app/conversations/vectors.py); never fails the answer.
+        vectors.remember_answer(message_id, lambda: resources.knowledge_store(settings).embedder)
     return done
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app import resources
-from app.conversations import unanswered
+from app.conversations import unanswered, vectors
 from app.errors import BadRequest
 from app.extensions import db
 from app.faq import editing, publishing
@@ -50,7 +50,8 @@ def groups(settings: Settings, days: float, limit: int) -> dict[str, Any]:
     """The period's refused and handed-off questions grouped by meaning, most asked first,
     each with the FAQ entries nearest to it."""
     questions = unanswered.collect(days)
-    embed = resources.knowledge_store(settings).embedder.embed_queries
+    # Kept vectors first: a cold page embeds only the wordings no one embedded before.
+    embed = vectors.stored_first(resources.knowledge_store(settings).embedder)
     found = unanswered.group(questions, embed)
     shown = found[:limit]
     suggestions = _suggestions(settings, shown)

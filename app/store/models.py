@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    DDL,
     Boolean,
     DateTime,
     ForeignKey,
@@ -25,6 +26,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    func,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -196,6 +199,32 @@ class OutboundReply(db.Model):
     carried_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     inbound: Mapped[InboundMessage] = relationship(back_populates="replies")
+
+
+#: The staff log's text search (migration 0017_staff_search; PostgreSQL only, SQLite scans):
+#: the lower-cased two-character pieces of a text, GIN-indexed on each question and each
+#: reply. pg_trgm's trigrams need three characters in a row, and Chinese is searched by
+#: two ("退款", "发票"): with trigrams those scanned both tables (bench/RESULTS.md, issue 16).
+#: A search asks ``search_bigrams(content) @> search_bigrams(:q)`` and rechecks ILIKE
+#: (app/conversations/logs.py). The migration creates the same function.
+SEARCH_BIGRAMS = """
+CREATE OR REPLACE FUNCTION search_bigrams(t text) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+  SELECT coalesce(array_agg(DISTINCT substr(lower(t), i, 2)), '{}'::text[])
+  FROM generate_series(1, length(t) - 1) AS i
+$$
+"""
+event.listen(db.metadata, "before_create", DDL(SEARCH_BIGRAMS).execute_if(dialect="postgresql"))
+Index(
+    "ix_inbound_content_bigrams",
+    func.search_bigrams(InboundMessage.content),
+    postgresql_using="gin",
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_reply_content_bigrams",
+    func.search_bigrams(OutboundReply.content),
+    postgresql_using="gin",
+).ddl_if(dialect="postgresql")
 
 
 class Document(db.Model):
@@ -429,3 +458,20 @@ class KfCursor(db.Model):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class QuestionVector(db.Model):
+    """A customer question's embedding (migration 0017_staff_search), kept so the grouping
+    of unanswered questions (app/conversations/unanswered.py) embeds nothing it has seen:
+    written by the worker that answered it (the vector its search had just made) or by the
+    page for a question no worker embedded (a hand-off taken at intake), read by the page.
+    ``key``: sha256 of the question's normalised text (``app.faq.editing.key_of``);
+    ``vector``: ``dim`` little-endian float32, unit length."""
+
+    __tablename__ = "question_vectors"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
