@@ -32,7 +32,7 @@ from app.extensions import db
 from app.faq import editing
 from app.knowledge import documents
 from app.knowledge.sources import Document as Parsed
-from app.knowledge.sources import FaqEntry, parse_bytes
+from app.knowledge.sources import FaqEntry, parse_bytes, text_cell
 from app.settings import Settings
 from app.store import Document, DocumentStatus, DocumentVersion, FaqRecord
 from app.store.locks import named_lock
@@ -152,15 +152,26 @@ def adopt(doc_id: str, question: str, actor: str) -> FaqRecord:
 # --- the staff document -------------------------------------------------------------------
 
 
+def export_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
+    """Entries as the import's columns' cells (``COLUMNS``), none a formula in a
+    spreadsheet, each read back by the import as it was (``text_cell``)."""
+    return [
+        [
+            text_cell(e["question"]),
+            text_cell("|".join(e["paraphrases"])),
+            text_cell(e["answer"]),
+            text_cell(e.get("category", "")),
+        ]
+        for e in entries
+    ]
+
+
 def rows_csv(entries: list[dict[str, Any]]) -> bytes:
     """Entries in the import's columns, as CSV (UTF-8 with a BOM, which Excel needs)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
-    for e in entries:
-        writer.writerow(
-            [e["question"], "|".join(e["paraphrases"]), e["answer"], e.get("category", "")]
-        )
+    writer.writerows(export_rows(entries))
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 

@@ -65,7 +65,21 @@ _SIMILAR_SPLIT = re.compile(r"[|｜\n]+")
 # followed by a function call ("+HYPERLINK(", "@SUM(") or a DDE link ("-2+3+cmd|' /C
 # calc'!A0"). "-满199减20" and "+86 400 800 1234" are text. Tab and CR are stripped.
 _FORMULA = re.compile(r"=|[+\-@]\s*[A-Za-z_][\w.]*\s*\(|[+\-@][^|]*\|[^!]*!")
+#: An exported text cell that starts like a formula, or like this escape, gets an
+#: apostrophe in front (OWASP's advice): a spreadsheet shows it as text and runs nothing,
+#: and the import takes it off again, so an entry exported and imported is the same text.
+_ESCAPED_START = ("=", "+", "-", "@", "\t", "\r", "'")
 _MAX_DOC_ID = 200
+
+
+def text_cell(text: str) -> str:
+    """A text as the FAQ export writes it in a cell (``_unescaped`` reads it back)."""
+    return "'" + text if text.startswith(_ESCAPED_START) else text
+
+
+def _unescaped(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_ESCAPED_START) else cell
+
 
 Kind = Literal["faq", "text"]
 
@@ -192,8 +206,10 @@ def parse_faq_rows(rows: list[list[str]]) -> tuple[tuple[FaqEntry, ...], tuple[s
     warnings: list[str] = []
 
     def get(row: list[str], name: str) -> str:
+        # An apostrophe the export put before a formula's start comes off (``text_cell``);
+        # the formula check below reads the cell as written, where it is text.
         idx = columns.get(name)
-        return row[idx].strip() if idx is not None and idx < len(row) else ""
+        return _unescaped(row[idx].strip()) if idx is not None and idx < len(row) else ""
 
     for offset, row in enumerate(rows[header_idx + 1 :], start=header_idx + 2):
         question, answer = get(row, "question"), get(row, "answer")

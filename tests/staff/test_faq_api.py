@@ -106,3 +106,61 @@ def test_export_reads_back_through_the_importer(client: FlaskClient, fmt: str) -
     assert [(e.question, e.answer, e.similar_questions, e.category) for e in parsed.faqs] == [
         (ENTRY["question"], ENTRY["answer"], tuple(ENTRY["paraphrases"]), ENTRY["category"])
     ]
+
+
+FORMULA_LIKE = [
+    {
+        "question": "=1+1 等于几",
+        "paraphrases": ["+86 热线是多少", "=号键在哪"],
+        "answer": "-满199减20，下单自动生效",
+        "category": "@活动",
+    },
+    {
+        "question": "@客服 在吗",
+        "paraphrases": ["-满减怎么用", "'引号开头的问法"],
+        "answer": '=HYPERLINK("http://x","点我")',
+        "category": "'引号",
+    },
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_export_of_formula_like_text_is_inert_and_reads_back_exactly(
+    client: FlaskClient, app: Flask, fmt: str
+) -> None:
+    """An entry starting with "=", "+", "-", "@" (imported, or written before the pages
+    refused them) is exported as text a spreadsheet does not run, and the import gives
+    back the same text."""
+    import csv
+    import io
+    import json
+
+    from openpyxl import load_workbook
+
+    with app.app_context():
+        for e in FORMULA_LIKE:
+            db.session.add(
+                FaqRecord(
+                    doc_id="staff-faq.csv",
+                    question=e["question"],
+                    paraphrases=json.dumps(e["paraphrases"], ensure_ascii=False),
+                    answer=e["answer"],
+                    category=e["category"],
+                )
+            )
+        db.session.commit()
+    r = client.get(f"/api/faq/export?format={fmt}")
+    assert r.status_code == 200
+    if fmt == "csv":
+        cells = [c for row in csv.reader(io.StringIO(r.data.decode("utf-8-sig"))) for c in row]
+    else:
+        sheet = load_workbook(io.BytesIO(r.data)).active
+        assert all(c.data_type != "f" for row in sheet.iter_rows() for c in row)
+        cells = [str(c.value or "") for row in sheet.iter_rows() for c in row]
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    parsed = parse_bytes(r.data, f"faq.{fmt}")
+    assert parsed.warnings == ()
+    got = {(e.question, e.answer, e.similar_questions, e.category) for e in parsed.faqs}
+    assert got == {
+        (e["question"], e["answer"], tuple(e["paraphrases"]), e["category"]) for e in FORMULA_LIKE
+    }

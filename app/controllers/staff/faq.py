@@ -125,8 +125,8 @@ def export() -> Any:
         book = Workbook()
         sheet = book.active
         sheet.append(list(publishing.COLUMNS))
-        for e in entries:
-            sheet.append([e["question"], "|".join(e["paraphrases"]), e["answer"], e["category"]])
+        for row in publishing.export_rows(entries):
+            sheet.append(row)
         out = io.BytesIO()
         book.save(out)
         data = out.getvalue()
