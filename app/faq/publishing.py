@@ -120,7 +120,8 @@ def spreadsheet_entries() -> list[dict[str, Any]]:
                     "paraphrases": list(entry.similar_questions),
                     "answer": entry.answer,
                     "category": entry.category or doc.category,
-                    "enabled": True,
+                    # A spreadsheet switched off on the documents page answers nothing.
+                    "enabled": bool(doc.enabled),
                     "version": 0,
                 }
             )

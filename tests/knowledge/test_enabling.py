@@ -134,6 +134,7 @@ def test_the_answer_pipeline_and_the_faq_table_follow_the_switch_and_a_reindex_k
     from app import resources
     from app.accounts import audit
     from app.extensions import db
+    from app.faq import publishing
     from app.knowledge import enabling
 
     env, app = app_on_pg
@@ -156,6 +157,9 @@ def test_the_answer_pipeline_and_the_faq_table_follow_the_switch_and_a_reindex_k
         assert not found("faq.csv")  # at once
         wait_until(lambda: not verbatim(), 30, "the FAQ table without faq.csv")
         assert enabling.set_enabled("faq.csv", False, actor="alice")[1] is False
+        # The FAQ page lists its entries as switched off, not as answering.
+        listed = [e for e in publishing.spreadsheet_entries() if e["doc_id"] == "faq.csv"]
+        assert listed and not any(e["enabled"] for e in listed)
         db.session.remove()
 
     done = run_flask(["kb", "reindex", "--full"], env)
