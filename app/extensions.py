@@ -178,4 +178,13 @@ def celery_config(settings: Settings) -> dict:
         conf["broker_transport_options"] = {"connect_args": {"timeout": 30}}
     else:
         conf["broker_transport_options"] = {"visibility_timeout": 3600}
+    if settings.celery_broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        # After a lost connection Celery lowers the prefetch count and raises it again as
+        # each interrupted task is acknowledged, from the thread that ran it: on the threads
+        # pool (the llm role) that basic.qos reads the socket the main thread reads, which
+        # broke the connection again (UnexpectedFrame) or left acknowledged tasks counted as
+        # unacknowledged, and the worker stopped taking tasks (tests/e2e/test_rabbitmq.py:
+        # 3 of 4 runs). Without it a worker may take up to its concurrency more tasks while
+        # it finishes the interrupted ones.
+        conf["worker_enable_prefetch_count_reduction"] = False
     return conf

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts the local Redis and PostgreSQL the tests use, when they are installed but down.
+# Starts the local Redis and PostgreSQL the tests use, when they are installed but down, and
+# RabbitMQ (tests/e2e/test_rabbitmq.py; skipped where it is not installed).
 set -euo pipefail
 
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -14,8 +15,17 @@ if ! up 5432; then
   echo "starting postgresql"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
 fi
-for port in 6379 5432; do
-  for _ in $(seq 50); do up "$port" && break; sleep 0.2; done
+ports="6379 5432"
+if command -v rabbitmq-server >/dev/null; then
+  ports="$ports 5672"
+  if ! up 5672; then
+    echo "starting rabbitmq-server"
+    rabbitmq-server -detached
+  fi
+fi
+for port in $ports; do
+  # Up to 60 s each: an Erlang node (RabbitMQ) takes seconds to listen.
+  for _ in $(seq 300); do up "$port" && break; sleep 0.2; done
   up "$port" || { echo "service on port $port is not reachable" >&2; exit 1; }
 done
 
