@@ -68,7 +68,9 @@ def knowledge_store(settings: Settings) -> KnowledgeStore:
             # Readers and writers go through the alias; a reindex swaps what it names.
             aliased=True,
             # Documents switched off are found by no search (app/knowledge/enabling.py).
-            hidden_documents=DisabledDocuments(settings.database_url),
+            hidden_documents=DisabledDocuments(
+                settings.database_url, connect_timeout_s=settings.db_connect_timeout_s
+            ),
         )
         return store
 

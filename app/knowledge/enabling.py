@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 import sqlalchemy as sa
 
@@ -65,12 +66,16 @@ class DisabledDocuments:
     It has a small connection pool of its own, as searches also run where no Flask app
     context is (the FAQ table's thread). While the database cannot be read it answers what
     it read last, so a brief outage neither fails every search nor brings back what staff
-    switched off; the outage is logged once."""
+    switched off; the outage is logged once, and the database is tried again only every
+    ``RETRY_S``, so searches during an outage do not each wait ``connect_timeout_s``."""
 
     QUERY = sa.text("SELECT id FROM documents WHERE enabled = false")
+    RETRY_S = 5.0
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, connect_timeout_s: float = 3.0) -> None:
         self._url = database_url
+        self._connect_timeout_s = connect_timeout_s
+        self._failed_at = 0.0
         self._engine: sa.Engine | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -84,8 +89,14 @@ class DisabledDocuments:
                 if self._engine is None or self._pid != os.getpid():
                     options: dict[str, object] = {}
                     if not self._url.startswith("sqlite"):
-                        # Web processes search from several threads at once.
-                        options.update(pool_size=2, max_overflow=6, pool_recycle=3600)
+                        # Web processes search from several threads at once; a database
+                        # that does not answer fails within seconds, as the app's own pool.
+                        options.update(
+                            pool_size=2,
+                            max_overflow=6,
+                            pool_recycle=3600,
+                            connect_args={"connect_timeout": max(1, int(self._connect_timeout_s))},
+                        )
                     self._engine = sa.create_engine(self._url, **options)
                     self._pid = os.getpid()
         return self._engine
@@ -95,6 +106,8 @@ class DisabledDocuments:
             return frozenset(str(row[0]) for row in conn.execute(self.QUERY))
 
     def __call__(self) -> frozenset[str]:
+        if self._failing and time.monotonic() - self._failed_at < self.RETRY_S:
+            return self._last
         try:
             try:
                 ids = self._read()
@@ -106,6 +119,7 @@ class DisabledDocuments:
             if not self._failing:
                 log.warning("cannot read the documents switched off (%s); using the last", exc)
             self._failing = True
+            self._failed_at = time.monotonic()
             return self._last
         self._failing = False
         self._last = ids

@@ -114,9 +114,18 @@ def test_the_switched_off_documents_are_read_from_the_database_and_kept_in_an_ou
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         assert hidden() == {"b.md"}  # the database is gone: the last answer, not none
-        hidden.close()
+        assert hidden() == {"b.md"}  # and again, without waiting on it meanwhile
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # for temp_pg_database to drop
+            conn.execute(f'CREATE DATABASE "{name}"')  # back (and for temp_pg_database to drop)
+        engine = sa.create_engine(url)
+        Document.__table__.create(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(Document.__table__).values(id="c.md", source="c.md"))
+            conn.execute(sa.text("UPDATE documents SET enabled = false"))
+        engine.dispose()
+        # Read again once the database answers (tried every RETRY_S meanwhile).
+        wait_until(lambda: hidden() == {"c.md"}, 30, "the switched-off documents read again")
+        hidden.close()
 
 
 @pytest.fixture()
