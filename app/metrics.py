@@ -111,7 +111,10 @@ class RecentOutcomes:
     def _read(self) -> list[Metric]:
         try:
             with self.app.app_context():
-                totals = {days: overview.summary(days)["totals"] for days in overview.PERIODS}
+                tz = self.app.extensions["settings"].business_timezone
+                totals = {
+                    days: overview.summary(days, tz=tz)["totals"] for days in overview.PERIODS
+                }
         except Exception as exc:  # /metrics must not fail with the database
             first_line = (str(exc).splitlines() or [""])[0][:200]
             log.warning(
@@ -120,7 +123,7 @@ class RecentOutcomes:
             return []
         messages = GaugeMetricFamily(
             "customer_messages_recent",
-            f"Customer messages logged in the last N days ({overview.TIMEZONE} days, today so far)",
+            "Customer messages logged in the last N days (BUSINESS_TIMEZONE days, today so far)",
             labels=["days"],
         )
         outcomes = GaugeMetricFamily(

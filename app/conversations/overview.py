@@ -20,8 +20,9 @@ reply time is counted for messages whose reply went out (``sent_at``), whichever
 outcome, exactly as the log's ``reply_ms``. p95: PostgreSQL's ``percentile_cont(0.95)``,
 the linear interpolation between the two nearest samples.
 
-Days are UTC days: the settings name no time zone of the business. The period ends now
-and starts at midnight of the first of its days, so today counts as far as it has come.
+Days are the business's days (BUSINESS_TIMEZONE, Beijing time unless set): a day cut at
+UTC midnight would end at 08:00 in China. The period ends now and starts at midnight of
+the first of its days, so today counts as far as it has come.
 SQLite (a single box) has no percentile or GROUPING SETS: there the period's rows are read
 and counted here, the same way (``_counted_here``).
 """
@@ -43,8 +44,9 @@ from app.store import AnswerOutcome, InboundMessage, OutboundReply
 
 #: The periods offered (days, today included).
 PERIODS = (7, 30)
-#: The time zone days are counted in (no setting names the business's own).
-TIMEZONE = "UTC"
+#: The time zone days are counted in where the caller names none (BUSINESS_TIMEZONE's
+#: default).
+TIMEZONE = "Asia/Shanghai"
 #: What staff read first, in this order; the others (fixed replies, rate-limited, busy,
 #: pending) are in ``outcomes`` too.
 SHOWN = ("faq", "generated", "refused", "handed_off", "failed")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from app.settings.common import PROJECT_ROOT, HttpUrlText
@@ -37,6 +38,11 @@ class DeploymentSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Logging level of every process"
     )
+    business_timezone: str = Field(
+        "Asia/Shanghai",
+        description="The business's time zone (IANA name): where the staff overview's days "
+        "begin and end",
+    )
     session_cookie_secure: bool = Field(
         False,
         description="Mark the staff sign-in cookie `Secure` (sent over HTTPS only): turn it "
@@ -53,3 +59,12 @@ class DeploymentSettings(BaseSettings):
         "them itself); never set it higher than the number of proxies that append to "
         "`X-Forwarded-For`",
     )
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (an IANA name: Asia/Shanghai)") from exc
+        return v

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from app.extensions import db
 from app.store import InboundMessage, OutboundReply
@@ -68,10 +69,14 @@ EXPECTED_DAY_1 = {
 }
 
 
+#: The app's BUSINESS_TIMEZONE (its default): the days the overview counts in.
+ZONE = ZoneInfo("Asia/Shanghai")
+
+
 def day(before: int, now: datetime | None = None) -> datetime:
-    """Noon (UTC) of the day ``before`` days before today."""
-    today = (now or datetime.now(UTC)).date()
-    return datetime.combine(today - timedelta(days=before), time(12), UTC)
+    """Noon of the business's day ``before`` days before its today."""
+    today = (now or datetime.now(UTC)).astimezone(ZONE).date()
+    return datetime.combine(today - timedelta(days=before), time(12), ZONE)
 
 
 def seed(now: datetime | None = None) -> None:

@@ -9,6 +9,7 @@ the database is down."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from app import create_app
 from app.accounts import apikeys
 from app.conversations import overview
 from app.extensions import db
-from app.settings import load_settings
+from app.settings import ConfigError, load_settings
 from app.store import InboundMessage
 from tests.staff.conftest import STAFF
 from tests.staff.overview_seed import EXPECTED_DAY_1, EXPECTED_TOTALS, HOSTILE, day, seed
@@ -50,7 +51,7 @@ def test_the_totals_are_the_ones_worked_out_by_hand(client: FlaskClient, days: i
     r = client.get(f"/api/overview?days={days}")
     assert r.status_code == 200, r.get_data(as_text=True)
     body = r.get_json()
-    assert body["days"] == days and body["timezone"] == "UTC"
+    assert body["days"] == days and body["timezone"] == "Asia/Shanghai"
     expected = EXPECTED_TOTALS[days]
     assert _picked(body["totals"], expected) == expected
     outcomes = body["totals"]["outcomes"]
@@ -104,7 +105,7 @@ def test_the_page_shows_the_totals_and_draws_the_days(client: FlaskClient) -> No
     r = client.get("/admin/overview")
     assert r.status_code == 200
     html = r.get_data(as_text=True)
-    assert 'aria-current="page">概览' in html and "UTC" in html
+    assert 'aria-current="page">概览' in html and "Asia/Shanghai" in html
     assert html.count('class="chart outcomes-chart"') == 2
     assert html.count('data-outcome="faq"') == 2 + 2  # days 1 and 6, in both periods
     assert '<td class="num" data-days="30">51.0 秒</td>' in html
@@ -182,3 +183,14 @@ def test_metrics_are_served_without_the_gauges_while_the_database_is_down(
     assert r.status_code == 200
     assert "customer_messages_recent" not in r.get_data(as_text=True)
     assert "answer_outcomes_recent" not in r.get_data(as_text=True)
+
+
+def test_days_are_the_business_days() -> None:
+    """20:00 UTC is already the next day in Beijing: the day a staff member there lives."""
+    now = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)
+    days, since = overview.window(1, now, "Asia/Shanghai")
+    assert days == [date(2026, 12, 7)] and since == datetime(2026, 12, 6, 16, 0, tzinfo=UTC)
+    days, since = overview.window(1, now, "UTC")
+    assert days == [date(2026, 12, 6)] and since == datetime(2026, 12, 6, 0, 0, tzinfo=UTC)
+    with pytest.raises(ConfigError, match="unknown time zone"):
+        load_settings(business_timezone="Mars/Olympus_Mons")

@@ -52,7 +52,7 @@ def test_the_overview_shows_the_counts_and_draws_the_days(browser: WebDriver, ur
     wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#totals"), "the overview")
     assert "/admin/overview" in browser.current_url
     assert css(browser, 'nav a[aria-current="page"]').text == "概览"
-    assert css(browser, "#overview-timezone").text == "UTC"
+    assert css(browser, "#overview-timezone").text == "Asia/Shanghai"
 
     for days, expected in EXPECTED_TOTALS.items():
         for key in ("messages", "faq", "generated", "refused", "handed_off", "failed"):

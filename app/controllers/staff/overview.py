@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, render_template, request
 
 from app.controllers import errors as http_errors
 from app.controllers.staff import charts, csrf, pages
@@ -38,9 +38,10 @@ ROWS = (
 @page_bp.get("/overview")
 @pages.page()
 def show() -> Any:
+    tz = _timezone()
     periods = []
     for days in overview.PERIODS:
-        got = overview.summary(days)
+        got = overview.summary(days, tz=tz)
         periods.append(
             {
                 **got,
@@ -55,7 +56,7 @@ def show() -> Any:
         rows=ROWS,
         series=charts.SERIES,
         p95_colour=charts.P95_COLOUR,
-        timezone=overview.TIMEZONE,
+        timezone=tz,
         **pages._context(),
     )
 
@@ -64,6 +65,10 @@ def show() -> Any:
 @login_required(keys=True)
 def figures() -> Any:
     days = overview.period_of(request.args.get("days"))
-    got = overview.summary(days)
+    got = overview.summary(days, tz=_timezone())
     db.session.rollback()  # read only (and the query's transaction-local settings end)
     return jsonify(got)
+
+
+def _timezone() -> str:
+    return current_app.extensions["settings"].business_timezone
