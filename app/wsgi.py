@@ -12,8 +12,11 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from app import create_app  # noqa: E402 - after the OpenMP setting
+from app.heap import freeze_startup_heap  # noqa: E402
 from app.pipeline import instant as instant_faq  # noqa: E402
 
 app = create_app()
 # Web processes only: instant FAQ answers need the knowledge store, loaded in the background.
 instant_faq.start(app.extensions["settings"])
+# What start-up made lives as long as the process: out of the full collections' way.
+freeze_startup_heap()

@@ -246,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from app.accounts import users
     from app.conversations import unanswered, vectors
     from app.extensions import db
+    from app.heap import freeze_startup_heap
     from app.settings import load_settings
     from bench.ack_latency import machine
     from tests.conftest import temp_pg_database
@@ -283,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         store = resources.knowledge_store(settings)
         print(f"- model: {store.embedder.name} (the service's embedder), query cache "
               f"{settings.embedding_query_cache}\n", flush=True)  # fmt: skip
+        # As app/wsgi.py does once a web process has started (app/heap.py).
+        freeze_startup_heap()
         client = app.test_client()
         r = client.post("/api/auth/login", json={"username": STAFF[0], "password": STAFF[1]})
         assert r.status_code == 200, r.get_data(as_text=True)
