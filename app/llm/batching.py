@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import functools
 import logging
 import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import llama_cpp
@@ -245,10 +246,19 @@ class BatchScheduler:
         dst.generated = 0
         dst.last_token = -1
         dst.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        dst.sampler = _make_sampler(req.params, self._vocab)
+        ends = self._end_tokens if req.params.ignore_eos else ()
+        dst.sampler = _make_sampler(req.params, self._vocab, ends)
         dst.started = time.monotonic()
         dst.first_token_at = 0.0
         return dst
+
+    @functools.cached_property
+    def _end_tokens(self) -> tuple[int, ...]:
+        """Every token that ends a generation (llama_vocab_is_eog): Qwen's GGUFs have
+        several besides EOS and EOT (<|endoftext|>, <|fim_pad|>, <|repo_name|>, ...).
+        Looked up once, at the first request that needs them."""
+        n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        return tuple(t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t))
 
     def _evict_idle(self) -> bool:
         """Frees the KV cells of idle slots' caches; True if anything was freed."""
@@ -397,11 +407,16 @@ def _result(req: Request, completion: int, cached: int, reason: str) -> Result:
     )
 
 
-def _make_sampler(p: SamplingParams, vocab: llama_cpp.llama_vocab_p) -> ctypes.c_void_p:
-    """The sampler chain llama-cpp-python builds for create_chat_completion, per sequence."""
+def _make_sampler(
+    p: SamplingParams, vocab: llama_cpp.llama_vocab_p, end_tokens: Sequence[int] = ()
+) -> ctypes.c_void_p:
+    """The sampler chain llama-cpp-python builds for create_chat_completion, per sequence.
+    With ``ignore_eos``, every token of ``end_tokens`` (and EOS, EOT) is banned, as
+    llama-server's ``ignore_eos`` bans every end-of-generation token."""
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     if p.ignore_eos:
         ends = {llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)} - {-1}
+        ends |= set(end_tokens)
         bias = (llama_cpp.llama_logit_bias * len(ends))(
             *(llama_cpp.llama_logit_bias(token=t, bias=float("-inf")) for t in ends)
         )

@@ -183,8 +183,14 @@ class LlamaEngine:
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         cparams.kv_unified = True
+        # On: "auto", as llama-server's default: on wherever the device supports it (every
+        # CPU build), off where it would not work. In one KV cache shared by the slots,
+        # flash attention skips the other answers' cells, where the plain path multiplies
+        # every query by all of them and masks the product (bench/llama_server.py). Off by
+        # default: it rounds differently, so answers change, and the answer-quality bars
+        # (the judge's included) were set without it.
         cparams.flash_attn_type = (
-            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
             if flash_attn
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )

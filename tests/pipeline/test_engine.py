@@ -50,6 +50,19 @@ def test_ignore_eos_spends_the_whole_budget(engine: LlamaEngine) -> None:
     assert full.finish_reason == "length" and full.completion_tokens == 48
 
 
+def test_ignore_eos_bans_every_end_token(engine: LlamaEngine) -> None:
+    """Not only EOS and EOT: the Qwen GGUFs end on <|endoftext|>, <|fim_pad|>, ... too, and
+    an answer sampled into one of them stopped early (bench/llama_server.py)."""
+    import llama_cpp
+
+    vocab = engine._vocab
+    ends = set(engine._scheduler._end_tokens)
+    assert llama_cpp.llama_vocab_eos(vocab) in ends
+    assert engine.tokenize("<|endoftext|>")[0] in ends
+    assert len(ends) > 2
+    assert all(llama_cpp.llama_vocab_is_eog(vocab, t) for t in ends)
+
+
 def test_wall_clock_budget_stops_generation(engine: LlamaEngine) -> None:
     done = engine.chat(
         [{"role": "user", "content": "请写一篇一千字的作文，题目是《我的家乡》。"}],
