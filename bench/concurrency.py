@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench import retrieval_sets, summary
-from bench.answer_setup import MODELS, describe_machine, knowledge_store, model_path
+from bench.answer_setup import MODELS, at_once, describe_machine, knowledge_store, model_path
 
 LEVELS = (1, 4, 8)
 
@@ -55,28 +55,20 @@ class Level:
 def run_level(engine: object, prompts: list[list[dict]], n: int, tokens: int) -> Level:
     from app.llm.engine import GenerationParams
 
-    barrier = threading.Barrier(n + 1)
     times: list[float] = []
     counts: list[int] = []
     lock = threading.Lock()
 
     def customer(i: int) -> None:
         params = GenerationParams(max_tokens=tokens, temperature=0.6, seed=i, ignore_eos=True)
-        barrier.wait()
         start = time.perf_counter()
         done = engine.chat(prompts[i % len(prompts)], params)  # type: ignore[attr-defined]
         with lock:
             times.append(time.perf_counter() - start)
             counts.append(done.completion_tokens)
 
-    threads = [threading.Thread(target=customer, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
-    return Level("", n, time.perf_counter() - start, sum(counts), times)
+    wall_s = at_once(n, customer)
+    return Level("", n, wall_s, sum(counts), times)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
