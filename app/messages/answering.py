@@ -300,6 +300,15 @@ def give_up_if_spent(
     customer is told so, rather than left waiting (``tell_failed``)."""
     if msg.attempts < settings.answer_max_attempts:
         return False
+    replies = list(msg.replies)
+    if replies and all(r.status == ReplyStatus.SENT for r in replies):
+        # Every piece went out; a worker died between the last send and marking it (or its
+        # claim lapsed meanwhile): the customer has the answer, so it is answered, not failed.
+        msg.status = MessageStatus.ANSWERED
+        db.session.commit()
+        ANSWERS.labels(outcome=MessageStatus.ANSWERED).inc()
+        log.info("message %s: every reply was sent before its attempts ran out", msg.id)
+        return True
     reason = f"gave up after {msg.attempts} attempts; last error: {error}"
     _fail(msg, reason, None, reason)
     log.error("message %s failed: %s", msg.id, reason)

@@ -121,11 +121,13 @@ def test_a_burst_with_the_worker_killed_twice_is_answered_exactly_once(stack: St
     assert resumed and int(resumed) >= 1  # type: ignore[arg-type]
     # A worker killed between sending and marking the message answered leaves it claimed;
     # the next task after the lease finds every reply sent and only marks it.
-    wait_until(
-        lambda: (
-            stack.scalar("SELECT count(*) FROM inbound_messages WHERE status <> 'answered'") == 0
-        ),
-        60,
-        "every message marked answered",
+    not_answered = (
+        "SELECT string_agg(id || ':' || status || ':' || attempts, ', ') "
+        "FROM inbound_messages WHERE status <> 'answered'"
     )
+    try:
+        wait_until(lambda: stack.scalar(not_answered) is None, 60, "every message marked answered")
+    except TimeoutError as exc:
+        left = stack.scalar(not_answered)
+        raise AssertionError(f"{exc}; not answered (id:status:attempts): {left}") from exc
     assert len(stack.sim.sent) == QUESTIONS  # and nothing was sent twice meanwhile
