@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,26 +59,6 @@ def knowledge_store(
             store.close()
         finally:
             processes.stop_all()
-
-
-def at_once(n: int, customer: Callable[[int], None]) -> float:
-    """Runs ``customer(0)`` ... ``customer(n - 1)`` on n threads released at the same moment;
-    the wall-clock seconds from their release to the last one's end. ``customer`` records
-    its own results (and errors: one raised in a thread is only logged by threading)."""
-    barrier = threading.Barrier(n + 1)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        customer(i)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - start
 
 
 def describe_machine(model: Path | None = None) -> str:

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench import retrieval_sets, summary
-from bench.answer_setup import MODELS, at_once, describe_machine, knowledge_store, model_path
+from bench.answer_setup import MODELS, describe_machine, knowledge_store, model_path
+from bench.crowd import at_once
 
 LEVELS = (1, 4, 8)
 

@@ -82,9 +82,11 @@ def vendored_commit(source: Path) -> str:
     """The llama.cpp commit an unpacked vendor/llama.cpp is: its git HEAD when the sdist
     carries the .git folder, else the "update llama.cpp to ...@<sha>" line of the
     release's CHANGELOG entry."""
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True
-    ).stdout.strip()
+    head = ""
+    if (source / ".git").exists():  # not a repository the unpacked folder happens to be in
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True
+        ).stdout.strip()
     if re.fullmatch(r"[0-9a-f]{40}", head):
         return head
     changelog = source.parent.parent / "CHANGELOG.md"
@@ -100,6 +102,33 @@ def server_version(binary: Path) -> str:
     out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=60)
     lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("version")]
     return lines[0] if lines else "version unknown"
+
+
+def download_sdist(version: str, dest: Path, python: str = sys.executable) -> Path:
+    """llama-cpp-python ``version``'s sdist (vendored llama.cpp included) from the package
+    index into ``dest``, or the one already there."""
+    found = sorted(dest.glob(f"llama_cpp_python-{version}.tar.gz"))
+    if not found:
+        subprocess.run(
+            [python, "-m", "pip", "download", f"llama-cpp-python=={version}", "--no-deps",
+             "--no-binary", ":all:", "-d", str(dest)],
+            check=True,
+        )  # fmt: skip
+        found = sorted(dest.glob(f"llama_cpp_python-{version}.tar.gz"))
+    return found[0]
+
+
+def unpack_sdist(sdist: Path, dest: Path, members: Callable[[str], bool] | None = None) -> Path:
+    """The sdist unpacked into ``dest`` (only the members ``members`` accepts, by their
+    path inside the release folder); the release folder's path."""
+    root = sdist.name.removesuffix(".tar.gz")
+    with tarfile.open(sdist) as tar:
+        chosen = [
+            m for m in tar.getmembers()
+            if members is None or members(m.name.removeprefix(root).lstrip("/"))
+        ]  # fmt: skip
+        tar.extractall(dest, members=chosen, filter="fully_trusted")
+    return dest / root
 
 
 def build_llama_server(
@@ -119,15 +148,8 @@ def build_llama_server(
     home.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="llama-server-src-") as tmp:
         print(f"- building llama-server from llama-cpp-python {version}'s sdist", flush=True)
-        subprocess.run(
-            [python, "-m", "pip", "download", f"llama-cpp-python=={version}", "--no-deps",
-             "--no-binary", ":all:", "-d", tmp],
-            check=True,
-        )  # fmt: skip
-        sdist = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
-        with tarfile.open(sdist) as tar:
-            tar.extractall(tmp, filter="fully_trusted")
-        source = Path(tmp) / sdist.name.removesuffix(".tar.gz") / "vendor" / "llama.cpp"
+        source = unpack_sdist(download_sdist(version, Path(tmp), python), Path(tmp))
+        source = source / "vendor" / "llama.cpp"
         commit = vendored_commit(source)
         print(f"- vendored llama.cpp commit: {commit}", flush=True)
         build = home / "build"
@@ -249,7 +271,7 @@ def ask_server(
 
 def run_level(side: str, ask: Callable[[int], Answer], n: int) -> Level:
     """``n`` customers at the same moment; customer i asks with ``ask(i)``."""
-    from bench.answer_setup import at_once
+    from bench.crowd import at_once
 
     level = Level(side, n)
     lock = threading.Lock()
@@ -310,6 +332,23 @@ class Server:
         self._fh.close()
 
 
+def grounded_prompts(
+    settings: object, milvus_uri: str | None = None, n: int = 8
+) -> tuple[list[str], list[list[dict]]]:
+    """The first ``n`` answerable sample questions and the grounded prompts the answer
+    pipeline builds for them (sample knowledge in milvus-lite, the configured embedder);
+    bench/gpu/stage.py sends the same prompts to the GPU machine."""
+    from app.pipeline.prompts import fit_messages
+    from bench import retrieval_sets
+    from bench.answer_setup import knowledge_store
+
+    questions = [q.text for q in retrieval_sets.shop().questions if q.kind == "in"][:n]
+    with knowledge_store(milvus_uri, collection="kb_llama_server") as store:
+        top_k = settings.retrieval_top_k  # type: ignore[attr-defined]
+        hits = {q: store.search(q, top_k=top_k) for q in questions}
+    return questions, [fit_messages(q, hits[q], [], None, 0)[0] for q in questions]
+
+
 # --- the run ------------------------------------------------------------------------
 
 
@@ -339,11 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from app.llm.engine import LlamaEngine
-    from app.pipeline.prompts import fit_messages
     from app.settings import load_settings
-    from bench import retrieval_sets, summary
+    from bench import summary
     from bench.ack_latency import free_port
-    from bench.answer_setup import MODELS, describe_machine, knowledge_store, model_path
+    from bench.answer_setup import MODELS, describe_machine, model_path
 
     model = model_path(args.model)
     settings = load_settings(llm_model_path=model)
@@ -355,9 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.tokens} tokens per answer, {args.rounds} rounds per side and level\n",
         flush=True,
     )
-    questions = [q.text for q in retrieval_sets.shop().questions if q.kind == "in"][:8]
-    with knowledge_store(args.milvus_uri, collection="kb_llama_server") as store:
-        hits = {q: store.search(q, top_k=settings.retrieval_top_k) for q in questions}
+    _, prompts = grounded_prompts(settings, args.milvus_uri)
     flash = settings.llm_flash_attn if args.flash_attn is None else args.flash_attn == "on"
     variants = {"ours": flash}
     if args.also_other_flash_attn:
@@ -370,7 +406,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
 
     engine = open_engine(flash)
-    prompts = [fit_messages(q, hits[q], [], None, 0)[0] for q in questions]
     token_ids = [engine.tokenize(engine.format_prompt(m)) for m in prompts]
     for m, ids in zip(prompts, token_ids, strict=True):
         assert len(ids) == engine.count_tokens(m), "the server must get the engine's tokens"
