@@ -75,6 +75,7 @@ def llm(args: argparse.Namespace) -> dict:
         engine.close()
         result["variants"][f"flash_attn={'on' if fa else 'off'}"] = {
             str(n): {"tps": lv.tps, "tokens": lv.tokens, "wall_s": lv.wall_s,
+                     "evaluated": sum(a.evaluated for a in lv.answers) // args.rounds,
                      "p95_s": sorted(a.total_s for a in lv.answers)[-1 - len(lv.answers) // 20],
                      "ttft_p50_s": statistics.median(a.ttft_s for a in lv.answers)}
             for n, lv in levels.items()
@@ -141,13 +142,14 @@ def embed(args: argparse.Namespace) -> dict:
             "query_p95_ms": 1000 * lat[round(0.95 * (len(lat) - 1))]}  # fmt: skip
 
 
-def sh(cmd: list[str], env: dict | None = None, timeout: float = 300) -> str:
+def sh(cmd: list[str], env: dict | None = None, timeout: float = 300, both: bool = False) -> str:
+    """A command's stdout (and stderr with ``both``: llama.cpp's LOG may go to either)."""
     print(f"$ {shlex.join(cmd)}", flush=True)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if done.returncode:
         print(done.stdout[-2000:] + done.stderr[-3000:], flush=True)
         raise SystemExit(f"{cmd[0]} failed: rc {done.returncode}")
-    return done.stdout
+    return done.stdout + (done.stderr if both else "")
 
 
 def machine(cpu: bool) -> list[str]:
@@ -183,7 +185,8 @@ def run_all(args: argparse.Namespace, m: dict, bin_dir: Path, out: Path) -> int:
     figures["commands"]["llama-bench"] = shlex.join(["llama-bench", *lb[len(pre) + 1 :]])
     figures["batched"] = {}
     for fa in ("off", "on"):
-        rows = [json.loads(ln) for ln in sh([*bb, "-fa", fa]).splitlines() if ln.startswith("{")]
+        lines = sh([*bb, "-fa", fa], both=True).splitlines()
+        rows = [json.loads(ln) for ln in lines if ln.startswith('{"n_kv_max"')]
         figures["batched"][fa] = rows
     figures["commands"]["llama-batched-bench"] = shlex.join(
         ["llama-batched-bench", *bb[len(pre) + 1 :], "-fa", "off|on"]
