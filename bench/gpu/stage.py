@@ -166,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plan:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         calls = [
-            plan.Call(c["number"], c["carry"], c["command"], c["bytes"]) for c in manifest["calls"]
+            plan.Call(c["number"], c["carry"], c["command"], c["bytes"], [], c["estimate_s"])
+            for c in manifest["calls"]
         ]
         print(plan.render(calls, tree_bytes()))
         return 0
@@ -213,7 +214,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pieces": plan.write_pieces(src, pieces, ROOT),
         }  # fmt: skip
     manifest["calls"] = [
-        {"number": c.number, "carry": c.carry, "command": c.command, "bytes": c.bytes}
+        {
+            "number": c.number,
+            "carry": c.carry,
+            "command": c.command,
+            "bytes": c.bytes,
+            "estimate_s": c.estimate_s,
+        }  # fmt: skip
         for c in calls
     ]
     manifest_path.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
