@@ -12,6 +12,14 @@ service is measured twice: with its query-embedding cache off (every question em
 the figure for traffic where no question repeats) and as configured (questions drawn from
 a pool of FAQ questions and paraphrases repeat, as customers' do).
 
+The raw baseline (issue 19): the capacity of the engines themselves in as many processes
+as gunicorn has workers, with the service's thread settings: each process holds the raw
+embedder and a Milvus client, and the same number of client threads in all, closed loop
+as above, each embeds its question (no cache) and issues the same two Milvus searches
+(bench/raw_engines.py). No HTTP, no Flask, no API key, no fusion: the throughput our web
+tier could reach if it cost nothing. Target: the service with its cache off at least 80 %
+of it.
+
     .venv/bin/python -m bench.dify_retrieval [--clients 20] [--seconds 30] [--chunks 10000]
 """
 
@@ -47,7 +55,8 @@ from bench.ack_latency import (
 )
 from bench.settle import wait_until_idle
 
-GUNICORN = ["--workers", "2", "--worker-class", "gthread", "--threads", "8"]
+WORKERS = 2
+GUNICORN = ["--workers", str(WORKERS), "--worker-class", "gthread", "--threads", "8"]
 COLLECTION = "bench_dify"
 
 
@@ -104,10 +113,9 @@ def fill(milvus_uri: str, n: int, embedded: int = 1000) -> float:
     embeddings), the rest with copies of those vectors plus a little noise. Embedding 10k
     passages takes ~10 min on 2 cores (bench/retrieval.py: ~18/s) and changes nothing in
     what a search costs. Returns the seconds the real part took."""
-    import numpy as np
-
     from app.knowledge.embedding import load_embedder
     from app.knowledge.store import KnowledgeStore
+    from bench.retrieval import fill_with_copies, stored_vectors
 
     chunks = synthetic_chunks(n)
     embedded = min(embedded, n)
@@ -116,21 +124,7 @@ def fill(milvus_uri: str, n: int, embedded: int = 1000) -> float:
     started = time.monotonic()
     store.upsert_chunks(chunks[:embedded])
     took = time.monotonic() - started
-    stored, _keys = store._stored(
-        store.client, store.collection, [c.chunk_id for c in chunks[:embedded]]
-    )
-    base = np.array([stored[c.chunk_id] for c in chunks[:embedded]], dtype=np.float32)
-    rng = np.random.default_rng(7)
-    for i in range(embedded, n, 2000):
-        part = chunks[i : i + 2000]
-        vecs = base[np.arange(i, i + len(part)) % embedded]
-        vecs = vecs + rng.normal(0, 0.02, vecs.shape).astype(np.float32)
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        store.client.insert(
-            store.collection,
-            [store._row(c, v.tolist(), "0") for c, v in zip(part, vecs, strict=True)],
-        )
-    store.flush()
+    fill_with_copies(store, chunks, stored_vectors(store, chunks[:embedded]), embedded, n)
     count = store.count()
     store.close()
     if count != n:
@@ -173,10 +167,15 @@ def load(url: str, key: str, clients: int, seconds: float, warmup: float) -> dic
         t.start()
     for t in threads:
         t.join()
+    return figures(latencies, errors[0], seconds)
+
+
+def figures(latencies: list[float], errors: int, seconds: float) -> dict[str, float]:
+    """Throughput and latency percentiles of one measured window."""
     values = sorted(latencies)
     return {
         "requests": len(values),
-        "errors": errors[0],
+        "errors": errors,
         "rps": len(values) / seconds,
         "p50": percentile(values, 50),
         "p95": percentile(values, 95),
@@ -184,6 +183,91 @@ def load(url: str, key: str, clients: int, seconds: float, warmup: float) -> dic
         "mean": statistics.fmean(values) if values else 0.0,
         "max": values[-1] if values else 0.0,
     }
+
+
+def raw_capacity(
+    milvus_uri: str, env: dict[str, str], clients: int, seconds: float, warmup: float
+) -> dict[str, float]:
+    """The raw engines' throughput in ``WORKERS`` processes with ``clients`` threads in all
+    (see the module's docstring), measured like ``load``."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    start_at = time.time() + 30  # every process has loaded its embedder by then
+    shares = [clients // WORKERS + (i < clients % WORKERS) for i in range(WORKERS)]
+    procs = [
+        context.Process(
+            target=_raw_process,
+            args=(milvus_uri, env, share, i, start_at, seconds, warmup, results),
+        )
+        for i, share in enumerate(shares)
+    ]
+    for proc in procs:
+        proc.start()
+    latencies: list[float] = []
+    errors = 0
+    for _ in procs:
+        got, failed = results.get(timeout=start_at - time.time() + warmup + seconds + 120)
+        latencies += got
+        errors += failed
+    for proc in procs:
+        proc.join(30)
+    return figures(latencies, errors, seconds)
+
+
+def _raw_process(
+    milvus_uri: str,
+    env: dict[str, str],
+    threads: int,
+    index: int,
+    start_at: float,
+    seconds: float,
+    warmup: float,
+    results: object,
+) -> None:
+    import os
+
+    os.environ.update(env)  # the service's thread settings, before the engines load
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as app/wsgi.py sets it
+    from pymilvus import MilvusClient
+
+    from app.knowledge.lexical import analyzed
+    from bench.raw_engines import raw_embedder, two_searches
+
+    engine, lock = raw_embedder(), threading.Lock()
+    client = MilvusClient(milvus_uri)
+    qs = queries()
+    terms = {q: analyzed(q) for q in qs}  # given, like the vectors' inputs
+    latencies: list[float] = []
+    errors = [0]
+    time.sleep(max(0.0, start_at - time.time()))
+    measure_from = time.monotonic() + warmup
+    stop_at = measure_from + seconds
+
+    def run(seed: int) -> None:
+        rnd = random.Random(seed)
+        while (now := time.monotonic()) < stop_at:
+            query, top_k = rnd.choice(qs), rnd.choice([3, 4, 5])
+            t0 = time.perf_counter()
+            try:
+                with lock:  # one handle's scratch state, as the product serialises it
+                    vector = engine.query([query])[0]
+                two_searches(client, COLLECTION, vector, terms[query], top_k)
+                ok = True
+            except Exception:  # noqa: BLE001 - counted, as the HTTP clients count theirs
+                ok = False
+            took = (time.perf_counter() - t0) * 1000
+            if now >= measure_from:
+                latencies.append(took)
+                errors[0] += not ok
+
+    pool = [threading.Thread(target=run, args=(index * 1000 + i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    results.put((latencies, errors[0]))  # type: ignore[attr-defined]
 
 
 def serve(processes: Processes, name: str, app: str, env: dict[str, str]) -> str:
@@ -201,6 +285,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--warmup", type=float, default=5)
     p.add_argument("--chunks", type=int, default=10_000)
+    p.add_argument("--embedded", type=int, default=1000, help="chunks embedded for real")
     return p.parse_args(argv)
 
 
@@ -221,8 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         processes.wait_port("milvus", milvus_port)
         milvus_uri = f"http://127.0.0.1:{milvus_port}"
-        took = fill(milvus_uri, args.chunks)
-        print(f"[bench] indexed {args.chunks} chunks (the first 1000 embedded in {took:.0f} s)")
+        took = fill(milvus_uri, args.chunks, args.embedded)
+        print(
+            f"[bench] indexed {args.chunks} chunks (the first {args.embedded} embedded in "
+            f"{took:.0f} s)"
+        )
         waited = wait_until_idle(processes.procs["milvus"].pid)
         print(f"[bench] milvus-lite's background compaction and index build: {waited:.0f} s")
         env = base_env(work, DATABASE_URL=pg, MILVUS_URI=milvus_uri, MILVUS_COLLECTION=COLLECTION)
@@ -245,21 +333,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 url + "/dify/retrieval", key, args.clients, args.seconds, args.warmup
             )
             print(f"[bench] {name}: p95 {results[name]['p95']:.1f} ms", flush=True)
+        results["raw"] = raw_capacity(milvus_uri, env, args.clients, args.seconds, args.warmup)
+        print(f"[bench] raw engines: {results['raw']['rps']:.0f} req/s", flush=True)
     print(table(results, args))
-    b, c, s = results["baseline"], results["cold"], results["service"]
+    b, c, s, r = (results[k] for k in ("baseline", "cold", "service", "raw"))
+    share = c["rps"] / r["rps"] if r["rps"] else 0.0
     summary.print_row(
-        f"Dify External Knowledge API, {args.clients} clients (6)",
-        "p95 <= 100 ms",
-        f"{c['p95']:.1f} ms cold ({c['rps']:.0f} req/s), {s['p95']:.1f} ms with repeated "
-        f"questions ({s['rps']:.0f} req/s)",
-        f"bare Flask endpoint p95 {b['p95']:.1f} ms ({b['rps']:.0f} req/s)",
-        f"{summary.ratio(c['p95'], b['p95'])} cold, {summary.ratio(s['p95'], b['p95'])} "
-        "as configured",
-        c["p95"] <= 100 and s["p95"] <= 100,
-        "One OpenMP thread per web process (fifth session of 2026-11-21)",
+        f"Dify External Knowledge API, {args.clients} clients (6, 19)",
+        f">= 80 % of the raw engines' throughput ({WORKERS} processes)",
+        f"cache off {c['rps']:.0f} req/s, p95 {c['p95']:.1f} ms; as configured (questions "
+        f"repeat) {s['rps']:.0f} req/s, p95 {s['p95']:.1f} ms",
+        f"raw embed + two Milvus searches {r['rps']:.0f} req/s, p95 {r['p95']:.1f} ms; bare "
+        f"Flask endpoint {b['rps']:.0f} req/s, p95 {b['p95']:.1f} ms",
+        f"{summary.ratio(c['rps'], r['rps'], percent=True)} (cache off)",
+        share >= 0.8,
+        "Dify retrieval against the raw engines (issue 19)",
         command=summary.run_command(argv),
     )
-    return 0 if s["errors"] == c["errors"] == 0 else 1
+    return 0 if s["errors"] == c["errors"] == r["errors"] == 0 else 1
 
 
 def _create_key(env: dict[str, str]) -> str:
@@ -277,26 +368,28 @@ def _create_key(env: dict[str, str]) -> str:
 
 
 def table(results: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
-    b, c, s = results["baseline"], results["cold"], results["service"]
+    sides = [results[k] for k in ("baseline", "raw", "cold", "service")]
+    b, r, c, s = sides
     rows = [
-        ("requests / errors", *(f"{r['requests']:.0f} / {r['errors']:.0f}" for r in (b, c, s))),
-        ("throughput (req/s)", *(f"{r['rps']:.0f}" for r in (b, c, s))),
+        ("requests / errors", *(f"{x['requests']:.0f} / {x['errors']:.0f}" for x in sides)),
+        ("throughput (req/s)", *(f"{x['rps']:.0f}" for x in sides)),
     ]
     for k in ("p50", "p95", "p99", "max"):
-        rows.append((f"latency {k} (ms)", *(f"{r[k]:.1f}" for r in (b, c, s))))
+        rows.append((f"latency {k} (ms)", *(f"{x[k]:.1f}" for x in sides)))
     lines = [
         f"{args.clients} concurrent clients, {args.seconds:.0f} s after {args.warmup:.0f} s "
         f"warm-up, {args.chunks} chunks; queries drawn from {len(queries())} FAQ questions "
         "and paraphrases",
         "",
-        "| | bare Flask endpoint | service, query cache off | service as configured |",
-        "| --- | ---: | ---: | ---: |",
-        *[f"| {' | '.join(r)} |" for r in rows],
+        "| | bare Flask endpoint | raw engines (embed + two searches, no HTTP) "
+        "| service, query cache off | service as configured |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *[f"| {' | '.join(row)} |" for row in rows],
         "",
+        f"service (cache off) / raw engines throughput: {100 * c['rps'] / r['rps']:.1f} % "
+        f"(target >= 80 %: {'met' if c['rps'] >= 0.8 * r['rps'] else 'NOT met'})",
         f"service / bare p95: {c['p95'] / b['p95']:.1f}x (cache off), "
         f"{s['p95'] / b['p95']:.1f}x (as configured)",
-        f"target p95 <= 100 ms: cache off {'met' if c['p95'] <= 100 else 'NOT met'}, "
-        f"as configured {'met' if s['p95'] <= 100 else 'NOT met'}",
     ]
     return "\n".join(lines)
 

