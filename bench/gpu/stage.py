@@ -6,7 +6,7 @@ numpy, jinja2; no flask, pydantic, pymilvus or llama-cpp-python) and takes at mo
 
 - ``.gpu/kit/`` (carried by the first call):
   - ``llama.cpp.tar.xz``: the llama.cpp that llama-cpp-python ``LCP_VERSION`` vendors
-    (bench/llama_server.py's sdist helpers), without what the build never reads (vocab
+    (bench/llama_build.py's sdist helpers), without what the build never reads (vocab
     GGUFs, docs, tests, examples, the server and its web UI);
   - ``python/``: llama-cpp-python's pure-Python package from the same sdist, which loads
     the CUDA ``libllama.so`` built there through ``LLAMA_CPP_LIB_PATH``, and ``diskcache``
@@ -90,7 +90,7 @@ def size_of(path: Path) -> int:
 def stage_source(cache: Path) -> tuple[str, int]:
     """llama.cpp's source as a tarball and llama_cpp's Python files into the kit; the
     vendored commit and the tarball's size."""
-    from bench.llama_server import LCP_VERSION, download_sdist, unpack_sdist, vendored_commit
+    from bench.llama_build import LCP_VERSION, download_sdist, unpack_sdist, vendored_commit
 
     sdist = download_sdist(LCP_VERSION, cache)
     unpacked = cache / "unpacked"
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from bench.answer_setup import model_path
-    from bench.llama_server import CMAKE_FLAGS, LCP_VERSION
+    from bench.llama_build import CMAKE_FLAGS, LCP_VERSION
 
     model = model_path(args.model)
     shutil.rmtree(KIT, ignore_errors=True)
